@@ -71,9 +71,6 @@ pub struct Batch {
     pub collections: Vec<CollectionRow>,
     pub executions: Vec<ExecutionRow>,
     pub weeks: Vec<WeekRow>,
-    /// Highest outbox sequence number the batch covers; acknowledged once
-    /// Postgres has committed it.
-    pub upto_seq: i64,
 }
 
 impl Batch {

@@ -1,0 +1,275 @@
+//! The AMC reporting API over HTTPS (reqwest with rustls): the four account
+//! headers, bearer tokens with one refresh on 401, transient failures retried
+//! with exponential backoff and jitter, answers parsed flat or wrapped.
+//!
+//! Owns single API calls. What an attempt does with them is the runner's.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use reqwest::{Method, StatusCode};
+use secrecy::ExposeSecret;
+use serde::de::DeserializeOwned;
+
+use super::token::TokenSource;
+use super::{Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery};
+use crate::settings::AmcSettings;
+
+/// Builds the HTTP client every outbound call shares: rustls with the
+/// platform's roots, bounded timeouts so no call can hang an attempt.
+pub fn http_client() -> reqwest::Client {
+    // Installing twice is refused harmlessly; the first provider stays.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .connect_timeout(Duration::from_secs(10))
+        .timeout(Duration::from_secs(60))
+        .user_agent(concat!("chronicle/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .expect("a client with static settings always builds")
+}
+
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    /// `{base_url}/amc/reporting/` is the root of every call.
+    base_url: String,
+    tokens: TokenSource,
+    client_id: String,
+    advertiser_id: String,
+    marketplace_id: String,
+}
+
+/// How a raw call failed before its body was looked at.
+enum Failure {
+    Api(ApiError),
+    /// The token was refused: refresh once and ask again.
+    Unauthorized,
+}
+
+impl Client {
+    pub fn new(settings: &AmcSettings, http: reqwest::Client) -> Client {
+        Client {
+            inner: Arc::new(Inner {
+                tokens: TokenSource::new(
+                    http.clone(),
+                    settings.token_url.clone(),
+                    settings.client_id.clone(),
+                    settings.client_secret.clone(),
+                    settings.refresh_token.clone(),
+                ),
+                http,
+                base_url: settings.base_url.trim_end_matches('/').to_owned(),
+                client_id: settings.client_id.clone(),
+                advertiser_id: settings.advertiser_id.clone(),
+                marketplace_id: settings.marketplace_id.clone(),
+            }),
+        }
+    }
+
+    /// One call with one token refresh on 401.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, ApiError> {
+        match self.call_once(method.clone(), path, query, body).await {
+            Err(Failure::Unauthorized) => match self.call_once(method, path, query, body).await {
+                Err(Failure::Unauthorized) => Err(ApiError::Refused {
+                    status: 401,
+                    message: "AMC refused a freshly refreshed access token".into(),
+                    retry_after: None,
+                }),
+                Err(Failure::Api(e)) => Err(e),
+                Ok(bytes) => Ok(bytes),
+            },
+            Err(Failure::Api(e)) => Err(e),
+            Ok(bytes) => Ok(bytes),
+        }
+    }
+
+    async fn call_once(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&serde_json::Value>,
+    ) -> Result<Vec<u8>, Failure> {
+        let inner = &self.inner;
+        let token = inner.tokens.access_token().await.map_err(Failure::Api)?;
+        let url = format!("{}/amc/reporting/{path}", inner.base_url);
+        let mut request = inner
+            .http
+            .request(method.clone(), &url)
+            .bearer_auth(token.expose_secret())
+            .header("Amazon-Advertising-API-ClientId", &inner.client_id)
+            .header("Amazon-Advertising-API-AdvertiserId", &inner.advertiser_id)
+            .header("Amazon-Advertising-API-MarketplaceId", &inner.marketplace_id)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .query(query);
+        if let Some(body) = body {
+            request = request.body(body.to_string());
+        }
+        let response = request.send().await.map_err(|e| Failure::Api(send_error(e)))?;
+        let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| Failure::Api(ApiError::OutcomeUnknown(e.without_url().to_string())))?;
+        if status == StatusCode::UNAUTHORIZED {
+            inner.tokens.invalidate(&token).await;
+            return Err(Failure::Unauthorized);
+        }
+        if !status.is_success() {
+            return Err(Failure::Api(ApiError::Refused {
+                status: status.as_u16(),
+                message: error_text(&bytes),
+                retry_after,
+            }));
+        }
+        Ok(bytes.to_vec())
+    }
+
+    /// Retries what is safe to repeat: every read, and a create that
+    /// provably did not reach AMC (429, connection refused).
+    async fn retried<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, ApiError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, ApiError>>,
+    {
+        call.retry(
+            ExponentialBuilder::default()
+                .with_min_delay(Duration::from_millis(200))
+                .with_max_delay(Duration::from_secs(30))
+                .with_max_times(5)
+                .with_jitter(),
+        )
+        .when(move |e| match e {
+            ApiError::Refused { status: 429, .. } | ApiError::Unreachable(_) => true,
+            other => idempotent && other.is_transient(),
+        })
+        .adjust(|e, backoff| match e {
+            ApiError::Refused {
+                retry_after: Some(after),
+                ..
+            } => Some(*after),
+            _ => backoff,
+        })
+        .notify(|e, after| tracing::warn!(error = %e, retry_in = ?after, "AMC call failed; retrying"))
+        .await
+    }
+}
+
+fn send_error(error: reqwest::Error) -> ApiError {
+    let connect = error.is_connect();
+    let text = error.without_url().to_string();
+    if connect {
+        ApiError::Unreachable(text)
+    } else {
+        ApiError::OutcomeUnknown(text)
+    }
+}
+
+/// AMC's message from either error shape, or the start of whatever came
+/// back (an HTML page from a gateway, say).
+fn error_text(bytes: &[u8]) -> String {
+    match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(body) if !body.text().is_empty() => body.text(),
+        _ => {
+            let text = String::from_utf8_lossy(bytes);
+            let text = text.trim();
+            if text.is_empty() {
+                "no details given".to_owned()
+            } else {
+                text.chars().take(200).collect()
+            }
+        }
+    }
+}
+
+fn parse<T: DeserializeOwned>(bytes: &[u8], what: &str) -> Result<T, ApiError> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let start: String = String::from_utf8_lossy(bytes).chars().take(80).collect();
+        ApiError::Malformed(format!("{what}: {e} (answer began: {start:?})"))
+    })
+}
+
+/// Accepts the flat execution object and `{"workflowExecution":{...}}`.
+fn parse_execution(bytes: &[u8]) -> Result<Execution, ApiError> {
+    let value: serde_json::Value = parse(bytes, "execution")?;
+    let object = match value.get("workflowExecution") {
+        Some(inner) => inner.clone(),
+        None => value,
+    };
+    serde_json::from_value(object)
+        .map_err(|e| ApiError::Malformed(format!("execution object: {e}")))
+}
+
+impl Api for Client {
+    async fn create(
+        &self,
+        instance_id: &str,
+        request: &CreateExecution,
+    ) -> Result<Execution, ApiError> {
+        let body = serde_json::to_value(request)
+            .map_err(|e| ApiError::Malformed(format!("create body: {e}")))?;
+        let path = format!("{instance_id}/workflowExecutions");
+        let bytes = self
+            .retried(false, || self.call(Method::POST, &path, &[], Some(&body)))
+            .await?;
+        parse_execution(&bytes)
+    }
+
+    async fn get(&self, instance_id: &str, execution_id: &str) -> Result<Execution, ApiError> {
+        let path = format!("{instance_id}/workflowExecutions/{execution_id}");
+        let bytes = self
+            .retried(true, || self.call(Method::GET, &path, &[], None))
+            .await?;
+        parse_execution(&bytes)
+    }
+
+    async fn list(&self, instance_id: &str, query: &ListQuery) -> Result<ExecutionPage, ApiError> {
+        let path = format!("{instance_id}/workflowExecutions");
+        let mut params = vec![
+            ("workflowId", query.workflow_id.clone()),
+            (
+                "minCreationTime",
+                query
+                    .min_creation_time
+                    .format("%Y-%m-%dT%H:%M:%SZ")
+                    .to_string(),
+            ),
+        ];
+        if let Some(token) = &query.next_token {
+            params.push(("nextToken", token.clone()));
+        }
+        let bytes = self
+            .retried(true, || self.call(Method::GET, &path, &params, None))
+            .await?;
+        parse(&bytes, "execution list")
+    }
+
+    async fn download_urls(
+        &self,
+        instance_id: &str,
+        execution_id: &str,
+    ) -> Result<Vec<String>, ApiError> {
+        let path = format!("{instance_id}/workflowExecutions/{execution_id}/downloadUrls");
+        let bytes = self
+            .retried(true, || self.call(Method::GET, &path, &[], None))
+            .await?;
+        Ok(parse::<DownloadUrls>(&bytes, "download URLs")?.download_urls)
+    }
+}

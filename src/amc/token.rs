@@ -1,0 +1,124 @@
+//! Login with Amazon access tokens: refreshed ahead of expiry, shared by
+//! every concurrent request, dropped and fetched again after a 401.
+//!
+//! Owns the refresh token exchange only; API calls live in `client`.
+
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
+use tokio::sync::Mutex;
+use tokio::time::Instant;
+
+use super::ApiError;
+
+/// Refresh this long before the token says it expires, so a request that
+/// starts with a token never arrives with an expired one.
+const EARLY_REFRESH: Duration = Duration::from_secs(60);
+
+#[derive(Deserialize)]
+struct TokenAnswer {
+    access_token: String,
+    expires_in: u64,
+}
+
+struct Cached {
+    token: SecretString,
+    refresh_at: Instant,
+}
+
+pub struct TokenSource {
+    http: reqwest::Client,
+    token_url: String,
+    client_id: String,
+    client_secret: SecretString,
+    refresh_token: SecretString,
+    /// Held across a refresh so concurrent callers wait for one exchange
+    /// instead of each starting their own.
+    cached: Mutex<Option<Cached>>,
+}
+
+impl TokenSource {
+    pub fn new(
+        http: reqwest::Client,
+        token_url: String,
+        client_id: String,
+        client_secret: SecretString,
+        refresh_token: SecretString,
+    ) -> TokenSource {
+        TokenSource {
+            http,
+            token_url,
+            client_id,
+            client_secret,
+            refresh_token,
+            cached: Mutex::new(None),
+        }
+    }
+
+    pub async fn access_token(&self) -> Result<SecretString, ApiError> {
+        let mut cached = self.cached.lock().await;
+        if let Some(current) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
+            return Ok(current.token.clone());
+        }
+        let fresh = self.exchange().await?;
+        let token = fresh.token.clone();
+        *cached = Some(fresh);
+        Ok(token)
+    }
+
+    /// Forgets `stale` after AMC refused it, unless another caller already
+    /// replaced it.
+    pub async fn invalidate(&self, stale: &SecretString) {
+        let mut cached = self.cached.lock().await;
+        if cached
+            .as_ref()
+            .is_some_and(|c| c.token.expose_secret() == stale.expose_secret())
+        {
+            *cached = None;
+        }
+    }
+
+    async fn exchange(&self) -> Result<Cached, ApiError> {
+        let form = [
+            ("grant_type", "refresh_token"),
+            ("refresh_token", self.refresh_token.expose_secret()),
+            ("client_id", self.client_id.as_str()),
+            ("client_secret", self.client_secret.expose_secret()),
+        ];
+        let response = self
+            .http
+            .post(&self.token_url)
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| ApiError::Unreachable(format!("token endpoint {}: {}", self.token_url, e.without_url())))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| ApiError::Unreachable(format!("token endpoint: {}", e.without_url())))?;
+        if status.is_client_error() {
+            return Err(ApiError::Auth(format!(
+                "HTTP {}: {}",
+                status.as_u16(),
+                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+            )));
+        }
+        if !status.is_success() {
+            return Err(ApiError::Refused {
+                status: status.as_u16(),
+                message: "the token endpoint failed".into(),
+                retry_after: None,
+            });
+        }
+        let answer: TokenAnswer = serde_json::from_slice(&body)
+            .map_err(|e| ApiError::Malformed(format!("token answer: {e}")))?;
+        let lifetime = Duration::from_secs(answer.expires_in);
+        let refresh_in = lifetime.saturating_sub(EARLY_REFRESH.min(lifetime / 2));
+        Ok(Cached {
+            token: SecretString::from(answer.access_token),
+            refresh_at: Instant::now() + refresh_in,
+        })
+    }
+}

@@ -1,0 +1,392 @@
+//! Sees each due week of a collection through AMC: journal the intent,
+//! submit, journal the execution id, poll, fetch and check the result,
+//! journal the outcome; retry failed weeks as new attempts.
+//!
+//! Owns the per-instance concurrency limit and the adoption of executions
+//! whose create answer was lost. Never touches Postgres (the reconciler
+//! does) and never decides which weeks are due (planning does).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::NaiveDate;
+use indicatif::ProgressBar;
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::amc::{self, Api, ApiError, CreateExecution, Execution, ListQuery, Status};
+use crate::journal::{Journal, JournalError, OpenAttempt, Phase, WorkItem};
+use crate::schedule::Schedule;
+use crate::week;
+
+/// Executions created up to this long before the intent was journaled are
+/// still considered for adoption: host and AMC clocks disagree a little.
+const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+
+/// A result that is not downloadable yet is asked for this many times.
+const DOWNLOAD_TRIES: u32 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    /// Without a token nothing can be submitted: stop rather than burn
+    /// every week's retries on it.
+    #[error("cannot authenticate with AMC: {0}")]
+    Auth(ApiError),
+}
+
+/// How the weeks of one run ended.
+#[derive(Debug, Default, Clone)]
+pub struct RunReport {
+    pub completed: Vec<NaiveDate>,
+    /// Weeks that failed after their retries, or whose state could not be
+    /// settled this time, with the reason.
+    pub failed: Vec<(NaiveDate, String)>,
+}
+
+/// How one attempt ended.
+enum Outcome {
+    Succeeded,
+    Failed { status: Status, message: String },
+    /// AMC has no execution for the intent: nothing ran, nothing was paid.
+    Abandoned(String),
+    /// Not known how it ended; the attempt stays open for the next run so
+    /// it is resumed, never submitted twice (I2).
+    Unresolved(String),
+}
+
+/// Live-execution slots per AMC instance, shared by every run of a process.
+#[derive(Clone)]
+pub struct Limits {
+    per_instance: usize,
+    slots: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+}
+
+impl Limits {
+    pub fn new(per_instance: usize) -> Limits {
+        Limits {
+            per_instance,
+            slots: Arc::default(),
+        }
+    }
+
+    fn of(&self, instance_id: &str) -> Arc<Semaphore> {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        slots
+            .entry(instance_id.to_owned())
+            .or_insert_with(|| Arc::new(Semaphore::new(self.per_instance)))
+            .clone()
+    }
+}
+
+pub struct Runner<A> {
+    api: A,
+    journal: Journal,
+    /// For presigned result URLs, which take no API headers.
+    http: reqwest::Client,
+    poll_interval: Duration,
+    limits: Limits,
+}
+
+impl<A: Api + Clone + 'static> Runner<A> {
+    pub fn new(
+        api: A,
+        journal: Journal,
+        http: reqwest::Client,
+        poll_interval: Duration,
+        limits: Limits,
+    ) -> Runner<A> {
+        Runner {
+            api,
+            journal,
+            http,
+            poll_interval,
+            limits,
+        }
+    }
+
+    /// Runs every week of `work` to an end, at most the instance's limit at
+    /// a time, and reports which completed and which did not.
+    pub async fn run(
+        &self,
+        schedule: &Schedule,
+        work: Vec<WorkItem>,
+        triggered_by: &str,
+        progress: &ProgressBar,
+    ) -> Result<RunReport, RunError> {
+        let slots = self.limits.of(&schedule.instance_id);
+        let mut tasks = JoinSet::new();
+        for item in work {
+            let week = WeekRun {
+                api: self.api.clone(),
+                journal: self.journal.clone(),
+                http: self.http.clone(),
+                poll_interval: self.poll_interval,
+                instance_id: schedule.instance_id.clone(),
+                request: request_for(schedule, item.week_start),
+                budget: schedule.max_retries + 1,
+                triggered_by: triggered_by.to_owned(),
+            };
+            let slots = slots.clone();
+            let progress = progress.clone();
+            tasks.spawn(async move {
+                let _slot = slots.acquire_owned().await.expect("slots are never closed");
+                let outcome = week.drive(item.week_id, item.open_attempt).await;
+                progress.inc(1);
+                (item.week_start, outcome)
+            });
+        }
+        let mut report = RunReport::default();
+        let mut fatal = None;
+        while let Some(joined) = tasks.join_next().await {
+            let (week_start, outcome) = joined.expect("week tasks do not panic");
+            match outcome {
+                Ok(None) => report.completed.push(week_start),
+                Ok(Some(reason)) => report.failed.push((week_start, reason)),
+                Err(e) => {
+                    report.failed.push((week_start, e.to_string()));
+                    fatal.get_or_insert(e);
+                }
+            }
+        }
+        report.completed.sort();
+        report.failed.sort();
+        match fatal {
+            Some(e) => Err(e),
+            None => Ok(report),
+        }
+    }
+}
+
+/// The create body for one week of a schedule.
+pub fn request_for(schedule: &Schedule, week_start: NaiveDate) -> CreateExecution {
+    let (start, end) = week::time_window(week_start);
+    CreateExecution {
+        workflow_id: schedule.workflow_id.clone(),
+        time_window_type: "EXPLICIT".to_owned(),
+        time_window_start: start,
+        time_window_end: end,
+        time_window_time_zone: schedule.timezone.name().to_owned(),
+        parameter_values: schedule.parameters.clone(),
+    }
+}
+
+/// Everything one week's task needs, owned so it can run on its own task.
+struct WeekRun<A> {
+    api: A,
+    journal: Journal,
+    http: reqwest::Client,
+    poll_interval: Duration,
+    instance_id: String,
+    request: CreateExecution,
+    /// Attempts this run may still make for the week.
+    budget: u32,
+    triggered_by: String,
+}
+
+impl<A: Api> WeekRun<A> {
+    /// `Ok(None)` when the week completed, `Ok(Some(reason))` when it did
+    /// not this time.
+    async fn drive(
+        mut self,
+        week_id: uuid::Uuid,
+        resumed: Option<OpenAttempt>,
+    ) -> Result<Option<String>, RunError> {
+        let (mut attempt, mut fresh) = match resumed {
+            Some(open) => (open, false),
+            None => (
+                self.journal
+                    .record_intent(week_id, &self.request, &self.triggered_by)?,
+                true,
+            ),
+        };
+        loop {
+            self.budget = self.budget.saturating_sub(1);
+            let retry = self.budget > 0;
+            let reason = match self.see_through(&mut attempt, fresh).await? {
+                Outcome::Succeeded => return Ok(None),
+                Outcome::Unresolved(reason) => return Ok(Some(reason)),
+                Outcome::Failed { status, message } => {
+                    tracing::warn!(week = %week_id, attempt = %attempt.id, %message, retry, "attempt failed");
+                    self.journal
+                        .record_failed(&attempt, status, &message, retry)?;
+                    message
+                }
+                Outcome::Abandoned(reason) => {
+                    self.journal.record_abandoned(&attempt, &reason)?;
+                    reason
+                }
+            };
+            if !retry {
+                return Ok(Some(reason));
+            }
+            attempt = self
+                .journal
+                .record_intent(week_id, &self.request, &self.triggered_by)?;
+            fresh = true;
+        }
+    }
+
+    async fn see_through(
+        &self,
+        attempt: &mut OpenAttempt,
+        fresh: bool,
+    ) -> Result<Outcome, RunError> {
+        if attempt.phase == Phase::Intent {
+            if let Some(outcome) = self.submit(attempt, fresh).await? {
+                return Ok(outcome);
+            }
+        }
+        let Some(execution_id) = attempt.amc_execution_id.clone() else {
+            return Ok(Outcome::Unresolved(format!(
+                "attempt {} has no AMC execution id",
+                attempt.id
+            )));
+        };
+        loop {
+            match attempt.amc_status {
+                Some(Status::Succeeded) => return self.collect(attempt, &execution_id).await,
+                Some(status) if status.is_terminal() => {
+                    return Ok(Outcome::Failed {
+                        status,
+                        message: format!("AMC execution {execution_id} ended {}", status.as_str()),
+                    });
+                }
+                _ => {}
+            }
+            tokio::time::sleep(self.poll_interval).await;
+            match self.api.get(&self.instance_id, &execution_id).await {
+                Ok(execution) => {
+                    self.journal.record_status(attempt, execution.status)?;
+                    if execution.status.is_terminal() && execution.status != Status::Succeeded {
+                        return Ok(Outcome::Failed {
+                            status: execution.status,
+                            message: execution.reason().unwrap_or_else(|| {
+                                format!(
+                                    "AMC execution {execution_id} ended {}",
+                                    execution.status.as_str()
+                                )
+                            }),
+                        });
+                    }
+                }
+                Err(e) if e.is_transient() => {
+                    tracing::warn!(execution = %execution_id, error = %e, "polling failed; will poll again");
+                }
+                Err(e) => {
+                    return Ok(Outcome::Unresolved(format!(
+                        "cannot read AMC execution {execution_id}: {e}"
+                    )));
+                }
+            }
+        }
+    }
+
+    /// Sends the create call for a fresh intent, or settles an intent whose
+    /// answer was lost. `None` means the attempt now has an execution id.
+    async fn submit(
+        &self,
+        attempt: &mut OpenAttempt,
+        fresh: bool,
+    ) -> Result<Option<Outcome>, RunError> {
+        if fresh {
+            match self.api.create(&self.instance_id, &attempt.request).await {
+                Ok(execution) => {
+                    self.journal.record_submitted(attempt, &execution, false)?;
+                    return Ok(None);
+                }
+                Err(ApiError::Auth(why)) => return Err(RunError::Auth(ApiError::Auth(why))),
+                Err(e @ (ApiError::Refused { status: 429, .. } | ApiError::Unreachable(_))) => {
+                    // Provably never created: nothing to adopt.
+                    return Ok(Some(Outcome::Abandoned(e.to_string())));
+                }
+                Err(e @ ApiError::Refused { status, .. }) if status < 500 => {
+                    return Ok(Some(Outcome::Failed {
+                        status: Status::Rejected,
+                        message: e.to_string(),
+                    }));
+                }
+                Err(e) => {
+                    tracing::warn!(attempt = %attempt.id, error = %e, "create outcome unknown; looking for the execution in AMC");
+                }
+            }
+        }
+        match self.find_created(attempt).await {
+            Ok(Some(execution)) => {
+                tracing::info!(attempt = %attempt.id, execution = %execution.workflow_execution_id, "adopted the execution AMC created for this intent");
+                self.journal.record_submitted(attempt, &execution, true)?;
+                Ok(None)
+            }
+            Ok(None) => Ok(Some(Outcome::Abandoned(
+                "AMC lists no execution for this request".to_owned(),
+            ))),
+            Err(e) => Ok(Some(Outcome::Unresolved(format!(
+                "cannot tell whether AMC created attempt {}: {e}",
+                attempt.id
+            )))),
+        }
+    }
+
+    /// Lists the instance's executions of this workflow since the intent and
+    /// returns the one created for its window that no attempt owns yet.
+    async fn find_created(&self, attempt: &OpenAttempt) -> Result<Option<Execution>, RunError> {
+        let mut query = ListQuery {
+            workflow_id: attempt.request.workflow_id.clone(),
+            min_creation_time: attempt.created_at - CLOCK_SKEW,
+            next_token: None,
+        };
+        loop {
+            let page = self
+                .api
+                .list(&self.instance_id, &query)
+                .await
+                .map_err(RunError::Auth)?;
+            for execution in page.executions {
+                if execution.answers(&attempt.request)
+                    && self
+                        .journal
+                        .attempt_owning(&execution.workflow_execution_id)?
+                        .is_none()
+                {
+                    return Ok(Some(execution));
+                }
+            }
+            match page.next_token {
+                Some(token) => query.next_token = Some(token),
+                None => return Ok(None),
+            }
+        }
+    }
+
+    /// Downloads and checks the result of a SUCCEEDED execution.
+    async fn collect(
+        &self,
+        attempt: &OpenAttempt,
+        execution_id: &str,
+    ) -> Result<Outcome, RunError> {
+        let mut last_error = String::new();
+        for _ in 0..DOWNLOAD_TRIES {
+            let fetched = match self.api.download_urls(&self.instance_id, execution_id).await {
+                Ok(urls) => amc::result::fetch(&self.http, &urls).await,
+                Err(e) => Err(e),
+            };
+            match fetched {
+                Ok(summary) => {
+                    self.journal
+                        .record_succeeded(attempt, summary.record_count, &summary.checksum)?;
+                    return Ok(Outcome::Succeeded);
+                }
+                Err(e) => {
+                    tracing::warn!(execution = %execution_id, error = %e, "result not downloadable yet");
+                    last_error = e.to_string();
+                    tokio::time::sleep(self.poll_interval).await;
+                }
+            }
+        }
+        Ok(Outcome::Unresolved(format!(
+            "the result of AMC execution {execution_id} could not be downloaded: {last_error}"
+        )))
+    }
+}

@@ -1,0 +1,295 @@
+//! Schedule files: `schedules/NAME.toml`, one historical collection each.
+//!
+//! Owns parsing and validating them, with errors naming the file and key.
+//! It does not decide which weeks are due (see `week`) nor fire cron jobs
+//! (see `daemon`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, Weekday};
+use chrono_tz::Tz;
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+/// A schedule file that cannot be used, named with the key at fault.
+#[derive(Debug, thiserror::Error)]
+#[error("schedule file {}: {message}", file.display())]
+pub struct ScheduleError {
+    pub file: PathBuf,
+    pub message: String,
+}
+
+/// The file as written; every field optional that DESIGN.md gives a default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScheduleFile {
+    name: Option<String>,
+    cron: String,
+    timezone: Option<String>,
+    instance_id: String,
+    workflow_id: String,
+    week_start: String,
+    backfill_weeks: Option<u32>,
+    backfill_from: Option<NaiveDate>,
+    data_lag_days: Option<u32>,
+    max_retries: Option<u32>,
+    #[serde(default)]
+    parameters: BTreeMap<String, String>,
+}
+
+/// Where a collection starts the first time it runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Backfill {
+    /// The N most recent due weeks.
+    Weeks(u32),
+    /// The first week starting on or after this date.
+    From(NaiveDate),
+}
+
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    /// Collection name; its UUIDv5 is the collection id (I5).
+    pub name: String,
+    /// Six fields with seconds, as tokio-cron-scheduler takes them.
+    pub cron: String,
+    /// Weeks are calendar weeks in this zone, and cron fires in it.
+    pub timezone: Tz,
+    pub instance_id: String,
+    pub workflow_id: String,
+    pub week_start: Weekday,
+    pub backfill: Backfill,
+    /// AMC data lags; a week is due only this long after it ended.
+    pub data_lag_days: u32,
+    /// New attempts after a failed one, per week and per run.
+    pub max_retries: u32,
+    /// Sent as `parameterValues`.
+    pub parameters: BTreeMap<String, String>,
+    /// The file it came from, for errors and lineage.
+    pub file: PathBuf,
+    /// sha256 of the file's bytes: lineage records which version ran.
+    pub content_hash: String,
+}
+
+impl Schedule {
+    /// Parses one file. `today` is the date in UTC used to refuse a
+    /// `backfill_from` in the future.
+    pub fn from_file(file: &Path, today: NaiveDate) -> Result<Schedule, ScheduleError> {
+        let error = |message: String| ScheduleError {
+            file: file.to_path_buf(),
+            message,
+        };
+        let bytes = std::fs::read(file).map_err(|e| error(format!("cannot read: {e}")))?;
+        let text = String::from_utf8(bytes.clone()).map_err(|_| error("is not UTF-8".into()))?;
+        let raw: ScheduleFile = toml::from_str(&text).map_err(|e| error(toml_message(&e)))?;
+        let stem = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_owned();
+        let name = raw.name.unwrap_or(stem);
+        if name.trim().is_empty() {
+            return Err(error("key `name`: must not be empty".into()));
+        }
+        validate_cron(&raw.cron).map_err(|why| error(format!("key `cron`: {why}")))?;
+        let timezone = match raw.timezone.as_deref() {
+            None => Tz::UTC,
+            Some(zone) => zone.parse().map_err(|_| {
+                error(format!(
+                    "key `timezone`: `{zone}` is not an IANA time zone (e.g. `Europe/Berlin`)"
+                ))
+            })?,
+        };
+        let week_start = match raw.week_start.to_ascii_lowercase().as_str() {
+            "monday" => Weekday::Mon,
+            "sunday" => Weekday::Sun,
+            other => {
+                return Err(error(format!(
+                    "key `week_start`: `{other}` must be \"monday\" or \"sunday\""
+                )));
+            }
+        };
+        let backfill = match (raw.backfill_weeks, raw.backfill_from) {
+            (Some(_), Some(_)) => {
+                return Err(error(
+                    "keys `backfill_weeks` and `backfill_from`: set one, not both".into(),
+                ));
+            }
+            (None, None) => {
+                return Err(error(
+                    "key `backfill_weeks` or `backfill_from` is required".into(),
+                ));
+            }
+            (Some(0), None) => return Err(error("key `backfill_weeks`: must be at least 1".into())),
+            (Some(n), None) => Backfill::Weeks(n),
+            (None, Some(date)) if date > today => {
+                return Err(error(format!(
+                    "key `backfill_from`: {date} is in the future"
+                )));
+            }
+            (None, Some(date)) => Backfill::From(date),
+        };
+        for (key, value) in [
+            ("instance_id", &raw.instance_id),
+            ("workflow_id", &raw.workflow_id),
+        ] {
+            if value.trim().is_empty() {
+                return Err(error(format!("key `{key}`: must not be empty")));
+            }
+        }
+        Ok(Schedule {
+            name,
+            cron: raw.cron,
+            timezone,
+            instance_id: raw.instance_id,
+            workflow_id: raw.workflow_id,
+            week_start,
+            backfill,
+            data_lag_days: raw.data_lag_days.unwrap_or(14),
+            max_retries: raw.max_retries.unwrap_or(3),
+            parameters: raw.parameters,
+            file: file.to_path_buf(),
+            content_hash: hex::encode(Sha256::digest(&bytes)),
+        })
+    }
+}
+
+/// Loads every `*.toml` in `dir`, sorted by file name. One bad file fails the
+/// whole load: running a subset silently would hide the mistake.
+pub fn load_dir(dir: &Path, today: NaiveDate) -> Result<Vec<Schedule>, ScheduleError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| ScheduleError {
+        file: dir.to_path_buf(),
+        message: format!("cannot read the schedules folder: {e}"),
+    })?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    files.sort();
+    let schedules = files
+        .iter()
+        .map(|file| Schedule::from_file(file, today))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut seen: BTreeMap<&str, &Path> = BTreeMap::new();
+    for schedule in &schedules {
+        if let Some(other) = seen.insert(&schedule.name, &schedule.file) {
+            return Err(ScheduleError {
+                file: schedule.file.clone(),
+                message: format!(
+                    "key `name`: `{}` is also the name in {}",
+                    schedule.name,
+                    other.display()
+                ),
+            });
+        }
+    }
+    Ok(schedules)
+}
+
+/// Finds one schedule by name in `dir`.
+pub fn find(dir: &Path, name: &str, today: NaiveDate) -> Result<Schedule, ScheduleError> {
+    let schedules = load_dir(dir, today)?;
+    let known: Vec<String> = schedules.iter().map(|s| s.name.clone()).collect();
+    schedules
+        .into_iter()
+        .find(|s| s.name == name)
+        .ok_or_else(|| ScheduleError {
+            file: dir.to_path_buf(),
+            message: format!(
+                "no schedule named `{name}` (known: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        })
+}
+
+/// The same parser tokio-cron-scheduler uses, so what passes here fires there.
+fn validate_cron(expression: &str) -> Result<(), String> {
+    croner::parser::CronParser::builder()
+        .seconds(croner::parser::Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
+        .map(|_| ())
+        .map_err(|e| format!("`{expression}` is not a six-field cron expression with seconds ({e})"))
+}
+
+fn toml_message(error: &toml::de::Error) -> String {
+    // toml's message already says "unknown field `x`" or names the key.
+    error.message().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, body: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, body).unwrap();
+        path
+    }
+
+    const VALID: &str = r#"
+cron = "0 0 6 * * Mon"
+instance_id = "amcinst"
+workflow_id = "campaign_performance"
+week_start = "monday"
+backfill_weeks = 4
+"#;
+
+    fn today() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2025, 6, 1).unwrap()
+    }
+
+    #[test]
+    fn a_minimal_schedule_takes_its_defaults_and_its_file_stem_as_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Schedule::from_file(&write(dir.path(), "weekly.toml", VALID), today()).unwrap();
+        assert_eq!(s.name, "weekly");
+        assert_eq!(s.timezone, Tz::UTC);
+        assert_eq!(s.data_lag_days, 14);
+        assert_eq!(s.max_retries, 3);
+        assert_eq!(s.backfill, Backfill::Weeks(4));
+        assert_eq!(s.content_hash.len(), 64);
+    }
+
+    #[test]
+    fn each_bad_key_is_named_with_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("cron = \"0 0 6 * * Mon\"", "cron = \"every monday\"", "key `cron`"),
+            ("week_start = \"monday\"", "week_start = \"friday\"", "key `week_start`"),
+            (
+                "backfill_weeks = 4",
+                "backfill_from = 2099-01-01",
+                "key `backfill_from`",
+            ),
+            (
+                "backfill_weeks = 4",
+                "backfill_weeks = 4\ncolour = \"red\"",
+                "colour",
+            ),
+        ];
+        for (from, to, expected) in cases {
+            let file = write(dir.path(), "bad.toml", &VALID.replace(from, to));
+            let err = Schedule::from_file(&file, today()).unwrap_err().to_string();
+            assert!(err.contains("bad.toml"), "{err}");
+            assert!(err.contains(expected), "{err} should name {expected}");
+        }
+        let tz = write(dir.path(), "tz.toml", &format!("{VALID}timezone = \"Mars/Olympus\"\n"));
+        let err = Schedule::from_file(&tz, today()).unwrap_err().to_string();
+        assert!(err.contains("key `timezone`") && err.contains("Mars/Olympus"), "{err}");
+    }
+
+    #[test]
+    fn two_files_with_one_name_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "a.toml", &format!("name = \"same\"\n{VALID}"));
+        write(dir.path(), "b.toml", &format!("name = \"same\"\n{VALID}"));
+        let err = load_dir(dir.path(), today()).unwrap_err().to_string();
+        assert!(err.contains("`same`"), "{err}");
+    }
+}

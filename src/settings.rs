@@ -1,0 +1,242 @@
+//! Typed configuration: built-in defaults, then the config file, then
+//! `CHRONICLE_*` environment variables (`__` between levels).
+//!
+//! Owns loading, validation of the keys' values and the wrapping of secrets.
+//! It does not read schedule files (see `schedule`).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+/// A configuration problem, named by file and key where figment knows them.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file {0} not found")]
+    Missing(PathBuf),
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    pub journal: JournalSettings,
+    pub schedules: ScheduleSettings,
+    pub amc: AmcSettings,
+    pub postgres: PostgresSettings,
+    pub reconciler: ReconcilerSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JournalSettings {
+    /// The SQLite journal; relative paths are taken from the config file's
+    /// folder so a systemd unit and a shell agree on which file it is.
+    pub path: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleSettings {
+    /// Folder of `*.toml` schedule files, one collection each.
+    pub dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AmcSettings {
+    /// Regional API endpoint, e.g. `https://advertising-api.amazon.com`.
+    pub base_url: String,
+    /// Login with Amazon token endpoint.
+    pub token_url: String,
+    /// Empty until the user provides it; checked by commands that call AMC.
+    pub client_id: String,
+    pub client_secret: SecretString,
+    pub refresh_token: SecretString,
+    pub advertiser_id: String,
+    pub marketplace_id: String,
+    /// AMC allows 10 concurrent executions per instance through the API.
+    pub max_concurrent_executions: usize,
+    /// Executions take 15 minutes or more; polling faster buys nothing.
+    #[serde(with = "humantime_serde")]
+    pub poll_interval: Duration,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSettings {
+    /// Empty means journal only: nothing is synced and nothing fails for it.
+    pub url: SecretString,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconcilerSettings {
+    /// How often the daemon drains the outbox into Postgres.
+    #[serde(with = "humantime_serde")]
+    pub interval: Duration,
+    /// Tracking rows per Postgres transaction.
+    pub batch_size: usize,
+}
+
+/// The defaults, as the figment layer every other source overrides.
+#[derive(Serialize)]
+struct Defaults {
+    journal: DefaultJournal,
+    schedules: DefaultSchedules,
+    amc: DefaultAmc,
+    postgres: DefaultPostgres,
+    reconciler: DefaultReconciler,
+}
+
+#[derive(Serialize)]
+struct DefaultJournal {
+    path: &'static str,
+}
+
+#[derive(Serialize)]
+struct DefaultSchedules {
+    dir: &'static str,
+}
+
+#[derive(Serialize)]
+struct DefaultAmc {
+    base_url: &'static str,
+    token_url: &'static str,
+    client_id: &'static str,
+    client_secret: &'static str,
+    refresh_token: &'static str,
+    advertiser_id: &'static str,
+    marketplace_id: &'static str,
+    max_concurrent_executions: usize,
+    poll_interval: &'static str,
+}
+
+#[derive(Serialize)]
+struct DefaultPostgres {
+    url: &'static str,
+}
+
+#[derive(Serialize)]
+struct DefaultReconciler {
+    interval: &'static str,
+    batch_size: usize,
+}
+
+const DEFAULTS: Defaults = Defaults {
+    journal: DefaultJournal {
+        path: "chronicle.db",
+    },
+    schedules: DefaultSchedules { dir: "schedules" },
+    amc: DefaultAmc {
+        base_url: "https://advertising-api.amazon.com",
+        token_url: "https://api.amazon.com/auth/o2/token",
+        client_id: "",
+        client_secret: "",
+        refresh_token: "",
+        advertiser_id: "",
+        marketplace_id: "",
+        max_concurrent_executions: 10,
+        poll_interval: "30s",
+    },
+    postgres: DefaultPostgres { url: "" },
+    reconciler: DefaultReconciler {
+        interval: "60s",
+        batch_size: 500,
+    },
+};
+
+impl Settings {
+    /// Loads settings. `explicit` is true when the user named the file, in
+    /// which case its absence is an error rather than "use the defaults".
+    pub fn load(path: &Path, explicit: bool) -> Result<Settings, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(DEFAULTS));
+        if path.exists() {
+            figment = figment.merge(Toml::file_exact(path));
+        } else if explicit {
+            return Err(ConfigError::Missing(path.to_path_buf()));
+        }
+        // Only `SECTION__KEY` variables are configuration; others with the
+        // prefix (CHRONICLE_TEST_DATABASE_URL, ...) belong to other tools.
+        figment = figment.merge(
+            Env::prefixed("CHRONICLE_")
+                .filter(|key| key.as_str().contains("__"))
+                .split("__"),
+        );
+        let mut settings: Settings = figment
+            .extract()
+            .map_err(|e| ConfigError::Invalid(describe(e)))?;
+        settings.validate()?;
+        let base = path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        settings.journal.path = base.join(&settings.journal.path);
+        settings.schedules.dir = base.join(&settings.schedules.dir);
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let invalid = |key: &str, why: &str| Err(ConfigError::Invalid(format!("key `{key}`: {why}")));
+        if self.amc.max_concurrent_executions == 0 {
+            return invalid("amc.max_concurrent_executions", "must be at least 1");
+        }
+        if self.amc.poll_interval.is_zero() {
+            return invalid("amc.poll_interval", "must be longer than zero");
+        }
+        if self.reconciler.interval.is_zero() {
+            return invalid("reconciler.interval", "must be longer than zero");
+        }
+        if self.reconciler.batch_size == 0 {
+            return invalid("reconciler.batch_size", "must be at least 1");
+        }
+        for (key, url) in [
+            ("amc.base_url", &self.amc.base_url),
+            ("amc.token_url", &self.amc.token_url),
+        ] {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                return invalid(key, &format!("`{url}` is not an http(s) URL"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Commands that call AMC need every credential; the error names the
+    /// first missing key and the variable that would set it.
+    pub fn require_amc_credentials(&self) -> Result<(), ConfigError> {
+        use secrecy::ExposeSecret;
+        let amc = &self.amc;
+        let keys = [
+            ("client_id", amc.client_id.as_str()),
+            ("client_secret", amc.client_secret.expose_secret()),
+            ("refresh_token", amc.refresh_token.expose_secret()),
+            ("advertiser_id", amc.advertiser_id.as_str()),
+            ("marketplace_id", amc.marketplace_id.as_str()),
+        ];
+        match keys.iter().find(|(_, value)| value.trim().is_empty()) {
+            Some((key, _)) => Err(ConfigError::Invalid(format!(
+                "key `amc.{key}` is missing: set it in the config file or as CHRONICLE_AMC__{}",
+                key.to_uppercase()
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    pub fn postgres_url(&self) -> Option<&str> {
+        use secrecy::ExposeSecret;
+        Some(self.postgres.url.expose_secret().trim()).filter(|url| !url.is_empty())
+    }
+}
+
+/// figment's own text names the key and the file; keep all of its errors.
+fn describe(error: figment::Error) -> String {
+    error
+        .into_iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("; ")
+}

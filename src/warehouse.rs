@@ -1,0 +1,259 @@
+//! Supabase Postgres: the tracking tables and the set-based, journal_seq
+//! guarded upserts that keep them equal to the journal (I3).
+//!
+//! Only this module touches tokio-postgres (besides the test cluster). It
+//! owns the Postgres migrations. Statements are sent unnamed
+//! (`*_typed`), so the transaction-mode pooler of Supabase can carry them.
+
+use std::time::Duration;
+
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::tracking::Batch;
+
+mod embedded {
+    refinery::embed_migrations!("migrations/postgres");
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WarehouseError {
+    #[error("cannot reach Postgres at {target}: {why}")]
+    Unreachable { target: String, why: String },
+    #[error("the Postgres URL in `postgres.url` is invalid: {0}")]
+    BadUrl(String),
+    #[error("cannot apply Postgres migrations: {0}")]
+    Migration(String),
+    #[error("Postgres refused the batch: {0}")]
+    Refused(String),
+}
+
+pub struct Warehouse {
+    client: Client,
+}
+
+impl Warehouse {
+    /// Connects and applies the embedded migrations.
+    pub async fn connect(url: &str) -> Result<Warehouse, WarehouseError> {
+        let mut config: Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| WarehouseError::BadUrl(e.to_string()))?;
+        config.connect_timeout(Duration::from_secs(10));
+        let target = describe_target(&config);
+        let unreachable = |e: tokio_postgres::Error| WarehouseError::Unreachable {
+            target: target.clone(),
+            why: error_text(&e),
+        };
+        let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::warn!(error = %e, "Postgres connection ended");
+            }
+        });
+        embedded::migrations::runner()
+            .run_async(&mut client)
+            .await
+            .map_err(|e| WarehouseError::Migration(e.to_string()))?;
+        Ok(Warehouse { client })
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.client.is_closed()
+    }
+
+    /// Lands one batch in one transaction, parents first. A row is only
+    /// overwritten by a newer journal state (journal_seq strictly greater).
+    pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
+        let refused = |e: tokio_postgres::Error| {
+            if e.is_closed() || e.as_db_error().is_none() {
+                WarehouseError::Unreachable {
+                    target: "the connected server".into(),
+                    why: error_text(&e),
+                }
+            } else {
+                WarehouseError::Refused(error_text(&e))
+            }
+        };
+        let tx = self.client.transaction().await.map_err(refused)?;
+        if !batch.collections.is_empty() {
+            let rows = &batch.collections;
+            let id: Vec<_> = rows.iter().map(|r| r.id).collect();
+            let name: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
+            let workflow: Vec<_> = rows.iter().map(|r| r.workflow_id.as_str()).collect();
+            let instance: Vec<_> = rows.iter().map(|r| r.instance_id.as_str()).collect();
+            let start: Vec<_> = rows.iter().map(|r| r.start_date).collect();
+            let end: Vec<_> = rows.iter().map(|r| r.end_date).collect();
+            let status: Vec<_> = rows.iter().map(|r| r.status.as_str()).collect();
+            let completed: Vec<_> = rows.iter().map(|r| r.weeks_completed).collect();
+            let created: Vec<_> = rows.iter().map(|r| r.created_at).collect();
+            let updated: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
+            let seq: Vec<_> = rows.iter().map(|r| r.journal_seq).collect();
+            let params: [(&(dyn ToSql + Sync), Type); 11] = [
+                (&id, Type::UUID_ARRAY),
+                (&name, Type::TEXT_ARRAY),
+                (&workflow, Type::TEXT_ARRAY),
+                (&instance, Type::TEXT_ARRAY),
+                (&start, Type::DATE_ARRAY),
+                (&end, Type::DATE_ARRAY),
+                (&status, Type::TEXT_ARRAY),
+                (&completed, Type::INT4_ARRAY),
+                (&created, Type::TIMESTAMPTZ_ARRAY),
+                (&updated, Type::TIMESTAMPTZ_ARRAY),
+                (&seq, Type::INT8_ARRAY),
+            ];
+            tx.execute_typed(UPSERT_COLLECTIONS, &params)
+                .await
+                .map_err(refused)?;
+        }
+        if !batch.executions.is_empty() {
+            let rows = &batch.executions;
+            let id: Vec<_> = rows.iter().map(|r| r.id).collect();
+            let amc_id: Vec<_> = rows.iter().map(|r| r.amc_execution_id.as_deref()).collect();
+            let workflow: Vec<_> = rows.iter().map(|r| r.workflow_id.as_str()).collect();
+            let instance: Vec<_> = rows.iter().map(|r| r.instance_id.as_str()).collect();
+            let status: Vec<_> = rows.iter().map(|r| r.status.as_str()).collect();
+            let parameters: Vec<_> = rows.iter().map(|r| &r.execution_parameters).collect();
+            let started: Vec<_> = rows.iter().map(|r| r.started_at).collect();
+            let completed: Vec<_> = rows.iter().map(|r| r.completed_at).collect();
+            let row_count: Vec<_> = rows.iter().map(|r| r.row_count).collect();
+            let error: Vec<_> = rows.iter().map(|r| r.error_message.as_deref()).collect();
+            let trigger: Vec<_> = rows.iter().map(|r| r.triggered_by.as_str()).collect();
+            let created: Vec<_> = rows.iter().map(|r| r.created_at).collect();
+            let updated: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
+            let seq: Vec<_> = rows.iter().map(|r| r.journal_seq).collect();
+            let params: [(&(dyn ToSql + Sync), Type); 14] = [
+                (&id, Type::UUID_ARRAY),
+                (&amc_id, Type::TEXT_ARRAY),
+                (&workflow, Type::TEXT_ARRAY),
+                (&instance, Type::TEXT_ARRAY),
+                (&status, Type::TEXT_ARRAY),
+                (&parameters, Type::JSONB_ARRAY),
+                (&started, Type::TIMESTAMPTZ_ARRAY),
+                (&completed, Type::TIMESTAMPTZ_ARRAY),
+                (&row_count, Type::INT4_ARRAY),
+                (&error, Type::TEXT_ARRAY),
+                (&trigger, Type::TEXT_ARRAY),
+                (&created, Type::TIMESTAMPTZ_ARRAY),
+                (&updated, Type::TIMESTAMPTZ_ARRAY),
+                (&seq, Type::INT8_ARRAY),
+            ];
+            tx.execute_typed(UPSERT_EXECUTIONS, &params)
+                .await
+                .map_err(refused)?;
+        }
+        if !batch.weeks.is_empty() {
+            let rows = &batch.weeks;
+            let id: Vec<_> = rows.iter().map(|r| r.id).collect();
+            let collection: Vec<_> = rows.iter().map(|r| r.collection_id).collect();
+            let start: Vec<_> = rows.iter().map(|r| r.week_start_date).collect();
+            let end: Vec<_> = rows.iter().map(|r| r.week_end_date).collect();
+            let status: Vec<_> = rows.iter().map(|r| r.status.as_str()).collect();
+            let execution: Vec<_> = rows.iter().map(|r| r.execution_id).collect();
+            let amc_id: Vec<_> = rows.iter().map(|r| r.amc_execution_id.as_deref()).collect();
+            let started: Vec<_> = rows.iter().map(|r| r.started_at).collect();
+            let completed: Vec<_> = rows.iter().map(|r| r.completed_at).collect();
+            let count: Vec<_> = rows.iter().map(|r| r.record_count).collect();
+            let checksum: Vec<_> = rows.iter().map(|r| r.data_checksum.as_deref()).collect();
+            let error: Vec<_> = rows.iter().map(|r| r.error_message.as_deref()).collect();
+            let created: Vec<_> = rows.iter().map(|r| r.created_at).collect();
+            let updated: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
+            let seq: Vec<_> = rows.iter().map(|r| r.journal_seq).collect();
+            let params: [(&(dyn ToSql + Sync), Type); 15] = [
+                (&id, Type::UUID_ARRAY),
+                (&collection, Type::UUID_ARRAY),
+                (&start, Type::DATE_ARRAY),
+                (&end, Type::DATE_ARRAY),
+                (&status, Type::TEXT_ARRAY),
+                (&execution, Type::UUID_ARRAY),
+                (&amc_id, Type::TEXT_ARRAY),
+                (&started, Type::TIMESTAMPTZ_ARRAY),
+                (&completed, Type::TIMESTAMPTZ_ARRAY),
+                (&count, Type::INT4_ARRAY),
+                (&checksum, Type::TEXT_ARRAY),
+                (&error, Type::TEXT_ARRAY),
+                (&created, Type::TIMESTAMPTZ_ARRAY),
+                (&updated, Type::TIMESTAMPTZ_ARRAY),
+                (&seq, Type::INT8_ARRAY),
+            ];
+            tx.execute_typed(UPSERT_WEEKS, &params)
+                .await
+                .map_err(refused)?;
+        }
+        tx.commit().await.map_err(refused)
+    }
+}
+
+/// `host:port/dbname` without the user or password, for error messages.
+fn describe_target(config: &Config) -> String {
+    let host = config
+        .get_hosts()
+        .first()
+        .map(|h| match h {
+            tokio_postgres::config::Host::Tcp(name) => name.clone(),
+            tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+        })
+        .unwrap_or_else(|| "localhost".into());
+    let port = config.get_ports().first().copied().unwrap_or(5432);
+    format!(
+        "{host}:{port}/{}",
+        config.get_dbname().unwrap_or("postgres")
+    )
+}
+
+/// tokio-postgres hides the server's message behind "db error"; show it.
+fn error_text(error: &tokio_postgres::Error) -> String {
+    match error.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_owned(),
+        },
+        None => match std::error::Error::source(error) {
+            Some(source) => format!("{error}: {source}"),
+            None => error.to_string(),
+        },
+    }
+}
+
+const UPSERT_COLLECTIONS: &str = "
+INSERT INTO report_data_collections AS t (id, name, workflow_id, instance_id, start_date,
+    end_date, status, weeks_completed, created_at, updated_at, journal_seq)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::date[], $6::date[],
+    $7::text[], $8::int4[], $9::timestamptz[], $10::timestamptz[], $11::int8[])
+ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, workflow_id = EXCLUDED.workflow_id,
+    instance_id = EXCLUDED.instance_id, start_date = EXCLUDED.start_date,
+    end_date = EXCLUDED.end_date, status = EXCLUDED.status,
+    weeks_completed = EXCLUDED.weeks_completed, updated_at = EXCLUDED.updated_at,
+    journal_seq = EXCLUDED.journal_seq
+WHERE t.journal_seq IS NULL OR t.journal_seq < EXCLUDED.journal_seq";
+
+const UPSERT_EXECUTIONS: &str = "
+INSERT INTO workflow_executions AS t (id, amc_execution_id, workflow_id, instance_id, status,
+    execution_parameters, started_at, completed_at, row_count, error_message, triggered_by,
+    created_at, updated_at, journal_seq)
+SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::jsonb[],
+    $7::timestamptz[], $8::timestamptz[], $9::int4[], $10::text[], $11::text[],
+    $12::timestamptz[], $13::timestamptz[], $14::int8[])
+ON CONFLICT (id) DO UPDATE SET amc_execution_id = EXCLUDED.amc_execution_id,
+    workflow_id = EXCLUDED.workflow_id, instance_id = EXCLUDED.instance_id,
+    status = EXCLUDED.status, execution_parameters = EXCLUDED.execution_parameters,
+    started_at = EXCLUDED.started_at, completed_at = EXCLUDED.completed_at,
+    row_count = EXCLUDED.row_count, error_message = EXCLUDED.error_message,
+    triggered_by = EXCLUDED.triggered_by, updated_at = EXCLUDED.updated_at,
+    journal_seq = EXCLUDED.journal_seq
+WHERE t.journal_seq IS NULL OR t.journal_seq < EXCLUDED.journal_seq";
+
+const UPSERT_WEEKS: &str = "
+INSERT INTO report_data_weeks AS t (id, collection_id, week_start_date, week_end_date, status,
+    execution_id, amc_execution_id, started_at, completed_at, record_count, data_checksum,
+    error_message, created_at, updated_at, journal_seq)
+SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::date[], $4::date[], $5::text[], $6::uuid[],
+    $7::text[], $8::timestamptz[], $9::timestamptz[], $10::int4[], $11::text[], $12::text[],
+    $13::timestamptz[], $14::timestamptz[], $15::int8[])
+ON CONFLICT (id) DO UPDATE SET collection_id = EXCLUDED.collection_id,
+    week_start_date = EXCLUDED.week_start_date, week_end_date = EXCLUDED.week_end_date,
+    status = EXCLUDED.status, execution_id = EXCLUDED.execution_id,
+    amc_execution_id = EXCLUDED.amc_execution_id, started_at = EXCLUDED.started_at,
+    completed_at = EXCLUDED.completed_at, record_count = EXCLUDED.record_count,
+    data_checksum = EXCLUDED.data_checksum, error_message = EXCLUDED.error_message,
+    updated_at = EXCLUDED.updated_at, journal_seq = EXCLUDED.journal_seq
+WHERE t.journal_seq IS NULL OR t.journal_seq < EXCLUDED.journal_seq";
