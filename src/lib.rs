@@ -4,13 +4,19 @@
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
 pub mod amc;
+pub mod backfill;
+pub mod cli;
+pub mod daemon;
+pub mod demo;
 pub mod identity;
 pub mod journal;
 pub mod reconciler;
+pub mod report;
 pub mod runner;
 pub mod schedule;
 pub mod settings;
 pub mod simulator;
+pub mod telemetry;
 pub mod throwaway_postgres;
 pub mod tracking;
 pub mod warehouse;

@@ -16,7 +16,7 @@ use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
 use crate::amc::{self, Api, ApiError, CreateExecution, Execution, ListQuery, Status};
-use crate::journal::{Journal, JournalError, OpenAttempt, Phase, WorkItem};
+use crate::journal::{Journal, JournalError, OpenAttempt, Phase, Plan, WorkItem};
 use crate::schedule::Schedule;
 use crate::week;
 
@@ -105,6 +105,23 @@ impl<A: Api + Clone + 'static> Runner<A> {
             poll_interval,
             limits,
         }
+    }
+
+    /// Plans `schedule` in the journal for `today` and runs every week that
+    /// needs work, resuming what an earlier process left open.
+    pub async fn collect(
+        &self,
+        schedule: &Schedule,
+        today: NaiveDate,
+        triggered_by: &str,
+        progress: &ProgressBar,
+    ) -> Result<(Plan, RunReport), RunError> {
+        let plan = self.journal.plan(schedule, today)?;
+        progress.set_length(plan.work.len() as u64);
+        let report = self
+            .run(schedule, plan.work.clone(), triggered_by, progress)
+            .await?;
+        Ok((plan, report))
     }
 
     /// Runs every week of `work` to an end, at most the instance's limit at

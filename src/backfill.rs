@@ -1,0 +1,81 @@
+//! A one-shot collection: plan and run every due week of one schedule now,
+//! then sync to Postgres when it is configured. Shared by `backfill` and
+//! `demo`.
+//!
+//! Owns the sequence and its summary; Postgres being away is reported, not
+//! treated as a failure (the journal keeps every change).
+
+use chrono::Utc;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::amc::Api;
+use crate::journal::{Journal, Plan};
+use crate::reconciler::{self, SyncReport};
+use crate::runner::{Limits, RunError, RunReport, Runner};
+use crate::schedule::Schedule;
+use crate::settings::Settings;
+
+/// What happened to the sync after the run.
+#[derive(Debug)]
+pub enum SyncOutcome {
+    Synced(SyncReport),
+    /// `postgres.url` is empty: journal only.
+    NotConfigured,
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct Summary {
+    pub plan: Plan,
+    pub report: RunReport,
+    pub sync: SyncOutcome,
+    pub pending_sync: i64,
+}
+
+/// A bar on a terminal; nothing at all in pipes and logs.
+pub fn progress_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} weeks ({elapsed})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
+pub async fn run<A: Api + Clone + 'static>(
+    settings: &Settings,
+    journal: &Journal,
+    api: A,
+    schedule: &Schedule,
+    triggered_by: &str,
+) -> Result<Summary, RunError> {
+    let runner = Runner::new(
+        api,
+        journal.clone(),
+        crate::amc::client::http_client(),
+        settings.amc.poll_interval,
+        Limits::new(settings.amc.max_concurrent_executions),
+    );
+    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+    let bar = progress_bar(&schedule.name);
+    let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;
+    bar.finish_and_clear();
+    let sync = match settings.postgres_url() {
+        None => SyncOutcome::NotConfigured,
+        Some(url) => {
+            match reconciler::sync_once(journal, url, settings.reconciler.batch_size).await {
+                Ok(report) => SyncOutcome::Synced(report),
+                Err(e) => SyncOutcome::Failed(e.to_string()),
+            }
+        }
+    };
+    let pending_sync = journal.pending_count()?;
+    Ok(Summary {
+        plan,
+        report,
+        sync,
+        pending_sync,
+    })
+}

@@ -1,0 +1,236 @@
+//! The command line: clap definitions, one function per command, and the
+//! exit codes (0 done, 1 something failed, 2 bad input).
+//!
+//! Owns wiring only: each command loads what it needs and calls the module
+//! that does the work.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use chrono::Utc;
+use clap::{Parser, Subcommand};
+
+use crate::amc::client::{Client, http_client};
+use crate::backfill;
+use crate::journal::{Journal, JournalError};
+use crate::reconciler;
+use crate::report;
+use crate::schedule::{self, ScheduleError};
+use crate::settings::{ConfigError, Settings};
+use crate::simulator::{self, SimConfig, Simulator};
+use crate::warehouse::Warehouse;
+
+/// chronicle: week-by-week Amazon Marketing Cloud collections, journaled
+/// locally and synced to Supabase Postgres.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Cli {
+    /// Configuration file (defaults: ./config.toml when present, else built-in
+    /// defaults; CHRONICLE_SECTION__KEY variables override both).
+    #[arg(long, global = true)]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the example schedule against the built-in simulator (and a
+    /// throwaway PostgreSQL when installed), then print a summary.
+    Demo {
+        /// Folder for the demo's config, schedule and journal (cleared first).
+        #[arg(long, default_value = "chronicle-demo")]
+        dir: PathBuf,
+    },
+    /// Run every due week of one schedule now, to completion, then exit.
+    Backfill {
+        /// The schedule's name (its `name` key, or its file name without .toml).
+        schedule: String,
+    },
+    /// Drain the journal's pending updates into Postgres once.
+    Sync,
+    /// Apply the journal's and Postgres's migrations.
+    Migrate,
+    /// Per schedule: weeks by status, live executions, pending sync.
+    Status {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// The daemon: fire each schedule's cron and keep Postgres in sync.
+    Run,
+    /// Everything the journal knows about one week: by week date
+    /// (YYYY-MM-DD), week id, attempt id or AMC execution id.
+    Lineage {
+        key: String,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Serve the built-in AMC simulator, to point a config at.
+    AmcSim {
+        #[arg(long, default_value = "127.0.0.1:8765")]
+        listen: SocketAddr,
+        /// How long each execution runs, e.g. "1s", "15m".
+        #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+        execution_duration: Duration,
+    },
+}
+
+/// Bad input is exit 2: nothing was attempted, the user must fix something.
+pub fn exit_code(error: &anyhow::Error) -> ExitCode {
+    let bad_input = error.chain().any(|cause| {
+        cause.is::<ConfigError>()
+            || cause.is::<ScheduleError>()
+            || matches!(cause.downcast_ref::<JournalError>(), Some(JournalError::Foreign { .. }))
+    });
+    ExitCode::from(if bad_input { 2 } else { 1 })
+}
+
+fn settings(cli: &Cli) -> Result<Settings, ConfigError> {
+    match &cli.config {
+        Some(path) => Settings::load(path, true),
+        None => Settings::load(&PathBuf::from("config.toml"), false),
+    }
+}
+
+fn outcome(ok: bool) -> ExitCode {
+    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match &cli.command {
+        Command::Demo { dir } => Ok(outcome(crate::demo::run(dir).await?)),
+        Command::Backfill { schedule } => backfill_command(&settings(&cli)?, schedule).await,
+        Command::Sync => sync_command(&settings(&cli)?).await,
+        Command::Migrate => {
+            let settings = settings(&cli)?;
+            let journal = Journal::open(&settings.journal.path)?;
+            println!("journal {} is up to date", journal.path().display());
+            if let Some(url) = settings.postgres_url() {
+                Warehouse::connect(url).await?;
+                println!("Postgres tracking tables are up to date");
+            } else {
+                println!("postgres.url is empty: no Postgres to migrate");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { json } => {
+            let settings = settings(&cli)?;
+            let status = Journal::open(&settings.journal.path)?.status()?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&status)?);
+            } else {
+                print!("{}", report::status(&status));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Lineage { key, json } => {
+            let settings = settings(&cli)?;
+            let lineage = Journal::open(&settings.journal.path)?.lineage(key)?;
+            if lineage.weeks.is_empty() {
+                eprintln!("nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)");
+                return Ok(ExitCode::from(1));
+            }
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&lineage)?);
+            } else {
+                print!("{}", report::lineage(&lineage));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Run => {
+            let settings = settings(&cli)?;
+            let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;
+            settings.require_amc_credentials()?;
+            let journal = Journal::open(&settings.journal.path)?;
+            let api = Client::new(&settings.amc, http_client());
+            crate::daemon::run(settings, schedules, journal, api, shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::AmcSim {
+            listen,
+            execution_duration,
+        } => {
+            let listener = tokio::net::TcpListener::bind(listen)
+                .await
+                .with_context(|| format!("cannot listen on {listen}"))?;
+            let config = SimConfig {
+                execution_duration: *execution_duration,
+                ..SimConfig::default()
+            };
+            println!("AMC simulator on http://{listen}");
+            println!("  [amc] base_url = \"http://{listen}\"");
+            println!("        token_url = \"http://{listen}/auth/o2/token\"");
+            println!(
+                "        client_id = \"{}\", client_secret = \"{}\", refresh_token = \"{}\"",
+                config.client_id, config.client_secret, config.refresh_token
+            );
+            simulator::serve(listener, Simulator::new(config), shutdown_signal()).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+async fn backfill_command(settings: &Settings, name: &str) -> anyhow::Result<ExitCode> {
+    let today = Utc::now().date_naive();
+    let schedule = schedule::find(&settings.schedules.dir, name, today)?;
+    settings.require_amc_credentials()?;
+    let journal = Journal::open(&settings.journal.path)?;
+    let api = Client::new(&settings.amc, http_client());
+    let summary = backfill::run(settings, &journal, api, &schedule, "backfill").await?;
+    print!("{}", report::backfill(&schedule.name, &summary));
+    Ok(outcome(summary.report.failed.is_empty()))
+}
+
+async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {
+    let url = settings.postgres_url().ok_or_else(|| {
+        ConfigError::Invalid(
+            "key `postgres.url` is empty: set it (or CHRONICLE_POSTGRES__URL) to sync".into(),
+        )
+    })?;
+    let journal = Journal::open(&settings.journal.path)?;
+    let result = reconciler::sync_once(&journal, url, settings.reconciler.batch_size).await;
+    let pending = journal.pending_count()?;
+    match result {
+        Ok(report) => {
+            print!(
+                "{}",
+                report::sync_line(&backfill::SyncOutcome::Synced(report), pending)
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(e) => {
+            print!(
+                "{}",
+                report::sync_line(&backfill::SyncOutcome::Failed(e.to_string()), pending)
+            );
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// Resolves on Ctrl-C or SIGTERM: the daemon's and simulator's stop signal.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = terminate => {}
+    }
+}

@@ -1,0 +1,21 @@
+//! The `chronicle` binary: parse the command line, set up logging, run.
+//! Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use chronicle::cli::{self, Cli};
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    chronicle::telemetry::init();
+    let cli = Cli::parse();
+    match cli::run(cli).await {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            cli::exit_code(&error)
+        }
+    }
+}

@@ -1,0 +1,131 @@
+//! What commands print: the backfill summary, `status` and `lineage`, as
+//! tables for people or JSON for scripts.
+//!
+//! Owns formatting only; every figure comes from the journal's views.
+
+use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
+
+use crate::backfill::{Summary, SyncOutcome};
+use crate::journal::{Lineage, StatusReport};
+
+fn table(header: &[&str]) -> Table {
+    let mut table = Table::new();
+    table.load_style(UTF8_BORDERS_ONLY);
+    table.set_content_arrangement(comfy_table::ContentArrangement::Dynamic);
+    table.set_header(header.iter().copied());
+    table
+}
+
+pub fn backfill(name: &str, summary: &Summary) -> String {
+    let mut out = String::new();
+    let report = &summary.report;
+    out.push_str(&format!(
+        "{name}: {} weeks completed, {} failed ({} new weeks planned, collection starts {})\n",
+        report.completed.len(),
+        report.failed.len(),
+        summary.plan.weeks_added,
+        summary.plan.start_date
+    ));
+    for (week, reason) in &report.failed {
+        out.push_str(&format!("  week {week} not completed: {reason}\n"));
+    }
+    out.push_str(&sync_line(&summary.sync, summary.pending_sync));
+    out
+}
+
+pub fn sync_line(sync: &SyncOutcome, pending: i64) -> String {
+    match sync {
+        SyncOutcome::Synced(report) => format!(
+            "synced {} rows to Postgres in {} batches; {pending} updates pending sync\n",
+            report.rows, report.batches
+        ),
+        SyncOutcome::NotConfigured => format!(
+            "sync skipped: postgres.url is empty; {pending} updates wait in the journal\n"
+        ),
+        SyncOutcome::Failed(why) => format!(
+            "sync failed ({why}); {pending} updates wait in the journal and will sync when Postgres is back\n"
+        ),
+    }
+}
+
+pub fn status(report: &StatusReport) -> String {
+    let mut table = table(&[
+        "schedule", "workflow", "instance", "start", "pending", "running", "completed", "failed",
+        "live", "rows",
+    ]);
+    for c in &report.collections {
+        let count = |status: &str| c.weeks_by_status.get(status).copied().unwrap_or(0).to_string();
+        table.add_row(vec![
+            c.name.clone(),
+            c.workflow_id.clone(),
+            c.instance_id.clone(),
+            c.start_date.to_string(),
+            count("pending"),
+            count("running"),
+            count("completed"),
+            count("failed"),
+            c.live_executions.to_string(),
+            c.rows_collected.to_string(),
+        ]);
+    }
+    let mut out = format!("journal: {}\n", report.journal);
+    if report.collections.is_empty() {
+        out.push_str("no collections yet: run `chronicle backfill <schedule>` or `chronicle run`\n");
+    } else {
+        out.push_str(&format!("{table}\n"));
+    }
+    out.push_str(&format!(
+        "AMC executions: {}\nupdates pending sync: {}\nlast successful sync: {}\n",
+        report.executions,
+        report.pending_sync,
+        report.last_sync_success.as_deref().unwrap_or("never")
+    ));
+    if let Some(error) = &report.last_sync_error {
+        out.push_str(&format!("last sync error: {error}\n"));
+    }
+    out
+}
+
+pub fn lineage(lineage: &Lineage) -> String {
+    let mut out = String::new();
+    for week in &lineage.weeks {
+        out.push_str(&format!(
+            "week {} of collection {} (week id {})\n  schedule file {} (sha256 {})\n  status {}, rows {}, checksum {}, {}\n",
+            week.week_start,
+            week.collection,
+            week.id,
+            week.schedule_file,
+            week.schedule_hash,
+            week.status,
+            week.record_count.map_or("-".into(), |n| n.to_string()),
+            week.data_checksum.as_deref().unwrap_or("-"),
+            if week.synced { "synced to Postgres" } else { "waiting to sync" },
+        ));
+        if let Some(error) = &week.error_message {
+            out.push_str(&format!("  last error: {error}\n"));
+        }
+        let mut attempts = table(&[
+            "attempt", "state", "AMC execution", "AMC status", "rows", "created", "completed",
+        ]);
+        for a in &week.attempts {
+            attempts.add_row(vec![
+                a.id.to_string(),
+                a.state.clone(),
+                a.amc_execution_id.clone().unwrap_or_else(|| "-".into()),
+                a.amc_status.clone().unwrap_or_else(|| "-".into()),
+                a.row_count.map_or("-".into(), |n| n.to_string()),
+                a.created_at.clone(),
+                a.completed_at.clone().unwrap_or_else(|| "-".into()),
+            ]);
+        }
+        out.push_str(&format!("{attempts}\n"));
+        if let Some(first) = week.attempts.first() {
+            out.push_str(&format!("  request: {}\n", first.request));
+        }
+        out.push_str("  events:\n");
+        for (seq, at, kind, subject) in &week.events {
+            out.push_str(&format!("    #{seq} {at} {kind} {subject}\n"));
+        }
+    }
+    out
+}
