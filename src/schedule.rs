@@ -31,7 +31,8 @@ struct ScheduleFile {
     workflow_id: String,
     week_start: String,
     backfill_weeks: Option<u32>,
-    backfill_from: Option<NaiveDate>,
+    /// A TOML date (`2024-01-01`) or a string holding one.
+    backfill_from: Option<toml::Value>,
     data_lag_days: Option<u32>,
     max_retries: Option<u32>,
     #[serde(default)]
@@ -109,7 +110,18 @@ impl Schedule {
                 )));
             }
         };
-        let backfill = match (raw.backfill_weeks, raw.backfill_from) {
+        let backfill_from = raw
+            .backfill_from
+            .as_ref()
+            .map(|value| {
+                toml_date(value).ok_or_else(|| {
+                    error(format!(
+                        "key `backfill_from`: `{value}` is not a date like 2024-01-01"
+                    ))
+                })
+            })
+            .transpose()?;
+        let backfill = match (raw.backfill_weeks, backfill_from) {
             (Some(_), Some(_)) => {
                 return Err(error(
                     "keys `backfill_weeks` and `backfill_from`: set one, not both".into(),
@@ -217,9 +229,20 @@ fn validate_cron(expression: &str) -> Result<(), String> {
         .map_err(|e| format!("`{expression}` is not a six-field cron expression with seconds ({e})"))
 }
 
+/// toml's own text shows the offending line, so the key is always named.
 fn toml_message(error: &toml::de::Error) -> String {
-    // toml's message already says "unknown field `x`" or names the key.
-    error.message().to_owned()
+    error.to_string().trim_end().to_owned()
+}
+
+fn toml_date(value: &toml::Value) -> Option<NaiveDate> {
+    match value {
+        toml::Value::Datetime(datetime) if datetime.time.is_none() => {
+            let date = datetime.date?;
+            NaiveDate::from_ymd_opt(date.year.into(), date.month.into(), date.day.into())
+        }
+        toml::Value::String(text) => NaiveDate::parse_from_str(text, "%Y-%m-%d").ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

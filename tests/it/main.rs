@@ -1,0 +1,9 @@
+//! Integration tests: one binary, one throwaway PostgreSQL cluster, a fresh
+//! database, folder and AMC simulator per test.
+
+mod backfill;
+mod bad_input;
+mod daemon;
+mod helpers;
+mod journal;
+mod sync;
