@@ -85,7 +85,10 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
     let bad_input = error.chain().any(|cause| {
         cause.is::<ConfigError>()
             || cause.is::<ScheduleError>()
-            || matches!(cause.downcast_ref::<JournalError>(), Some(JournalError::Foreign { .. }))
+            || matches!(
+                cause.downcast_ref::<JournalError>(),
+                Some(JournalError::Foreign { .. })
+            )
     });
     ExitCode::from(if bad_input { 2 } else { 1 })
 }
@@ -98,7 +101,11 @@ fn settings(cli: &Cli) -> Result<Settings, ConfigError> {
 }
 
 fn outcome(ok: bool) -> ExitCode {
-    if ok { ExitCode::SUCCESS } else { ExitCode::from(1) }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -132,7 +139,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let settings = settings(&cli)?;
             let lineage = Journal::open(&settings.journal.path)?.lineage(key)?;
             if lineage.weeks.is_empty() {
-                eprintln!("nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)");
+                eprintln!(
+                    "nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)"
+                );
                 return Ok(ExitCode::from(1));
             }
             if *json {

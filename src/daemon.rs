@@ -53,18 +53,31 @@ pub async fn run<A: Api + Clone + 'static>(
                 let _ = fire.try_send((index, FIRED));
             })
         })
-        .with_context(|| format!("schedule {}: cannot schedule cron `{}`", schedule.file.display(), schedule.cron))?;
+        .with_context(|| {
+            format!(
+                "schedule {}: cannot schedule cron `{}`",
+                schedule.file.display(),
+                schedule.cron
+            )
+        })?;
         scheduler.add(job).await.context("cannot add a cron job")?;
     }
     // Attempts an earlier process left open are resumed now, not at the
     // next firing: their executions are running in AMC meanwhile.
     for (index, schedule) in schedules.iter().enumerate() {
         let collection = crate::identity::collection_id(&schedule.name);
-        if journal.work(collection)?.iter().any(|w| w.open_attempt.is_some()) {
+        if journal
+            .work(collection)?
+            .iter()
+            .any(|w| w.open_attempt.is_some())
+        {
             let _ = fire.try_send((index, RESUMED));
         }
     }
-    scheduler.start().await.context("cannot start the cron scheduler")?;
+    scheduler
+        .start()
+        .await
+        .context("cannot start the cron scheduler")?;
     tracing::info!(schedules = schedules.len(), "daemon started");
 
     let (stop_sync, sync_stopped) = watch::channel(false);
@@ -116,7 +129,9 @@ pub async fn run<A: Api + Clone + 'static>(
         }
     }
 
-    tracing::info!("shutting down: live AMC executions keep running and are resumed at the next start");
+    tracing::info!(
+        "shutting down: live AMC executions keep running and are resumed at the next start"
+    );
     let _ = scheduler.shutdown().await;
     // Every journal write is one synchronous transaction, so stopping the
     // runs at an await point never leaves a half-written record.
@@ -128,7 +143,9 @@ pub async fn run<A: Api + Clone + 'static>(
     if let Some(url) = settings.postgres_url() {
         match reconciler::sync_once(&journal, url, settings.reconciler.batch_size).await {
             Ok(report) => tracing::info!(rows = report.rows, "final sync done"),
-            Err(e) => tracing::warn!(error = %e, "final sync failed; the journal keeps the updates"),
+            Err(e) => {
+                tracing::warn!(error = %e, "final sync failed; the journal keeps the updates")
+            }
         }
     }
     Ok(())

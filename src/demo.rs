@@ -51,7 +51,14 @@ pub async fn run(dir: &Path) -> anyhow::Result<bool> {
         schedule.name,
         schedule.file.display()
     );
-    let summary = backfill::run(&settings, &journal, sim.simulator.clone(), &schedule, "demo").await?;
+    let summary = backfill::run(
+        &settings,
+        &journal,
+        sim.simulator.clone(),
+        &schedule,
+        "demo",
+    )
+    .await?;
     let status = journal.status()?;
     let rows: i64 = status.collections.iter().map(|c| c.rows_collected).sum();
 
@@ -69,7 +76,10 @@ pub async fn run(dir: &Path) -> anyhow::Result<bool> {
     println!("journal:              {}", settings.journal.path.display());
     if let Some(week) = summary.report.completed.last() {
         println!("\nTry next:");
-        println!("  chronicle --config {} lineage {week}", config_path.display());
+        println!(
+            "  chronicle --config {} lineage {week}",
+            config_path.display()
+        );
         println!("  chronicle --config {} status", config_path.display());
     }
     sim.stop().await;

@@ -15,7 +15,10 @@ pub fn collection_id(schedule_name: &str) -> Uuid {
 }
 
 pub fn week_id(collection_id: Uuid, week_start: NaiveDate) -> Uuid {
-    Uuid::new_v5(&collection_id, week_start.format("%Y-%m-%d").to_string().as_bytes())
+    Uuid::new_v5(
+        &collection_id,
+        week_start.format("%Y-%m-%d").to_string().as_bytes(),
+    )
 }
 
 /// Time ordered, minted when the intent is journaled.

@@ -95,7 +95,11 @@ pub async fn run(
         .await;
         match &result {
             Ok(report) if report.rows > 0 => {
-                tracing::info!(rows = report.rows, batches = report.batches, "synced to Postgres")
+                tracing::info!(
+                    rows = report.rows,
+                    batches = report.batches,
+                    "synced to Postgres"
+                )
             }
             Ok(_) => {}
             Err(e) => {
@@ -103,7 +107,8 @@ pub async fn run(
                 warehouse = None;
             }
         }
-        if let Err(e) = journal.record_sync(result.as_ref().err().map(|e| e.to_string()).as_deref()) {
+        if let Err(e) = journal.record_sync(result.as_ref().err().map(|e| e.to_string()).as_deref())
+        {
             tracing::error!(error = %e, "cannot record the sync outcome in the journal");
         }
     }

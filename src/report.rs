@@ -39,9 +39,9 @@ pub fn sync_line(sync: &SyncOutcome, pending: i64) -> String {
             "synced {} rows to Postgres in {} batches; {pending} updates pending sync\n",
             report.rows, report.batches
         ),
-        SyncOutcome::NotConfigured => format!(
-            "sync skipped: postgres.url is empty; {pending} updates wait in the journal\n"
-        ),
+        SyncOutcome::NotConfigured => {
+            format!("sync skipped: postgres.url is empty; {pending} updates wait in the journal\n")
+        }
         SyncOutcome::Failed(why) => format!(
             "sync failed ({why}); {pending} updates wait in the journal and will sync when Postgres is back\n"
         ),
@@ -50,11 +50,25 @@ pub fn sync_line(sync: &SyncOutcome, pending: i64) -> String {
 
 pub fn status(report: &StatusReport) -> String {
     let mut table = table(&[
-        "schedule", "workflow", "instance", "start", "pending", "running", "completed", "failed",
-        "live", "rows",
+        "schedule",
+        "workflow",
+        "instance",
+        "start",
+        "pending",
+        "running",
+        "completed",
+        "failed",
+        "live",
+        "rows",
     ]);
     for c in &report.collections {
-        let count = |status: &str| c.weeks_by_status.get(status).copied().unwrap_or(0).to_string();
+        let count = |status: &str| {
+            c.weeks_by_status
+                .get(status)
+                .copied()
+                .unwrap_or(0)
+                .to_string()
+        };
         table.add_row(vec![
             c.name.clone(),
             c.workflow_id.clone(),
@@ -70,7 +84,9 @@ pub fn status(report: &StatusReport) -> String {
     }
     let mut out = format!("journal: {}\n", report.journal);
     if report.collections.is_empty() {
-        out.push_str("no collections yet: run `chronicle backfill <schedule>` or `chronicle run`\n");
+        out.push_str(
+            "no collections yet: run `chronicle backfill <schedule>` or `chronicle run`\n",
+        );
     } else {
         out.push_str(&format!("{table}\n"));
     }
@@ -105,7 +121,13 @@ pub fn lineage(lineage: &Lineage) -> String {
             out.push_str(&format!("  last error: {error}\n"));
         }
         let mut attempts = table(&[
-            "attempt", "state", "AMC execution", "AMC status", "rows", "created", "completed",
+            "attempt",
+            "state",
+            "AMC execution",
+            "AMC status",
+            "rows",
+            "created",
+            "completed",
         ]);
         for a in &week.attempts {
             attempts.add_row(vec![

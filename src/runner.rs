@@ -49,7 +49,10 @@ pub struct RunReport {
 /// How one attempt ended.
 enum Outcome {
     Succeeded,
-    Failed { status: Status, message: String },
+    Failed {
+        status: Status,
+        message: String,
+    },
     /// AMC has no execution for the intent: nothing ran, nothing was paid.
     Abandoned(String),
     /// Not known how it ended; the attempt stays open for the next run so
@@ -251,10 +254,10 @@ impl<A: Api> WeekRun<A> {
         attempt: &mut OpenAttempt,
         fresh: bool,
     ) -> Result<Outcome, RunError> {
-        if attempt.phase == Phase::Intent {
-            if let Some(outcome) = self.submit(attempt, fresh).await? {
-                return Ok(outcome);
-            }
+        if attempt.phase == Phase::Intent
+            && let Some(outcome) = self.submit(attempt, fresh).await?
+        {
+            return Ok(outcome);
         }
         let Some(execution_id) = attempt.amc_execution_id.clone() else {
             return Ok(Outcome::Unresolved(format!(
@@ -385,14 +388,21 @@ impl<A: Api> WeekRun<A> {
     ) -> Result<Outcome, RunError> {
         let mut last_error = String::new();
         for _ in 0..DOWNLOAD_TRIES {
-            let fetched = match self.api.download_urls(&self.instance_id, execution_id).await {
+            let fetched = match self
+                .api
+                .download_urls(&self.instance_id, execution_id)
+                .await
+            {
                 Ok(urls) => amc::result::fetch(&self.http, &urls).await,
                 Err(e) => Err(e),
             };
             match fetched {
                 Ok(summary) => {
-                    self.journal
-                        .record_succeeded(attempt, summary.record_count, &summary.checksum)?;
+                    self.journal.record_succeeded(
+                        attempt,
+                        summary.record_count,
+                        &summary.checksum,
+                    )?;
                     return Ok(Outcome::Succeeded);
                 }
                 Err(e) => {

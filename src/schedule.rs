@@ -132,7 +132,9 @@ impl Schedule {
                     "key `backfill_weeks` or `backfill_from` is required".into(),
                 ));
             }
-            (Some(0), None) => return Err(error("key `backfill_weeks`: must be at least 1".into())),
+            (Some(0), None) => {
+                return Err(error("key `backfill_weeks`: must be at least 1".into()));
+            }
             (Some(n), None) => Backfill::Weeks(n),
             (None, Some(date)) if date > today => {
                 return Err(error(format!(
@@ -226,7 +228,9 @@ fn validate_cron(expression: &str) -> Result<(), String> {
         .build()
         .parse(expression)
         .map(|_| ())
-        .map_err(|e| format!("`{expression}` is not a six-field cron expression with seconds ({e})"))
+        .map_err(|e| {
+            format!("`{expression}` is not a six-field cron expression with seconds ({e})")
+        })
 }
 
 /// toml's own text shows the offending line, so the key is always named.
@@ -283,8 +287,16 @@ backfill_weeks = 4
     fn each_bad_key_is_named_with_the_file() {
         let dir = tempfile::tempdir().unwrap();
         let cases = [
-            ("cron = \"0 0 6 * * Mon\"", "cron = \"every monday\"", "key `cron`"),
-            ("week_start = \"monday\"", "week_start = \"friday\"", "key `week_start`"),
+            (
+                "cron = \"0 0 6 * * Mon\"",
+                "cron = \"every monday\"",
+                "key `cron`",
+            ),
+            (
+                "week_start = \"monday\"",
+                "week_start = \"friday\"",
+                "key `week_start`",
+            ),
             (
                 "backfill_weeks = 4",
                 "backfill_from = 2099-01-01",
@@ -302,9 +314,16 @@ backfill_weeks = 4
             assert!(err.contains("bad.toml"), "{err}");
             assert!(err.contains(expected), "{err} should name {expected}");
         }
-        let tz = write(dir.path(), "tz.toml", &format!("{VALID}timezone = \"Mars/Olympus\"\n"));
+        let tz = write(
+            dir.path(),
+            "tz.toml",
+            &format!("{VALID}timezone = \"Mars/Olympus\"\n"),
+        );
         let err = Schedule::from_file(&tz, today()).unwrap_err().to_string();
-        assert!(err.contains("key `timezone`") && err.contains("Mars/Olympus"), "{err}");
+        assert!(
+            err.contains("key `timezone`") && err.contains("Mars/Olympus"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -181,7 +181,8 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: &str, why: &str| Err(ConfigError::Invalid(format!("key `{key}`: {why}")));
+        let invalid =
+            |key: &str, why: &str| Err(ConfigError::Invalid(format!("key `{key}`: {why}")));
         if self.amc.max_concurrent_executions == 0 {
             return invalid("amc.max_concurrent_executions", "must be at least 1");
         }

@@ -82,14 +82,25 @@ mod tests {
         // Week of Mon 2025-01-06 ends 2025-01-13; with 14 days of lag it is
         // due on 2025-01-27 and not a day earlier.
         assert_eq!(latest_due(d(2025, 1, 27), Weekday::Mon, 14), d(2025, 1, 6));
-        assert_eq!(latest_due(d(2025, 1, 26), Weekday::Mon, 14), d(2024, 12, 30));
+        assert_eq!(
+            latest_due(d(2025, 1, 26), Weekday::Mon, 14),
+            d(2024, 12, 30)
+        );
         assert_eq!(latest_due(d(2025, 1, 13), Weekday::Mon, 0), d(2025, 1, 6));
     }
 
     #[test]
     fn due_weeks_run_from_start_to_latest_inclusive() {
         let weeks = due_weeks(d(2024, 12, 16), d(2025, 1, 6));
-        assert_eq!(weeks, vec![d(2024, 12, 16), d(2024, 12, 23), d(2024, 12, 30), d(2025, 1, 6)]);
+        assert_eq!(
+            weeks,
+            vec![
+                d(2024, 12, 16),
+                d(2024, 12, 23),
+                d(2024, 12, 30),
+                d(2025, 1, 6)
+            ]
+        );
         assert!(due_weeks(d(2025, 1, 13), d(2025, 1, 6)).is_empty());
     }
 
@@ -97,7 +108,10 @@ mod tests {
     fn the_window_is_seven_calendar_days_and_the_stored_end_is_inclusive() {
         assert_eq!(
             time_window(d(2025, 1, 6)),
-            ("2025-01-06T00:00:00".to_owned(), "2025-01-13T00:00:00".to_owned())
+            (
+                "2025-01-06T00:00:00".to_owned(),
+                "2025-01-13T00:00:00".to_owned()
+            )
         );
         assert_eq!(inclusive_end(d(2025, 1, 6)), d(2025, 1, 12));
     }

@@ -13,7 +13,9 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
 use super::token::TokenSource;
-use super::{Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery};
+use super::{
+    Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
+};
 use crate::settings::AmcSettings;
 
 /// Builds the HTTP client every outbound call shares: rustls with the
@@ -110,13 +112,19 @@ impl Client {
             .bearer_auth(token.expose_secret())
             .header("Amazon-Advertising-API-ClientId", &inner.client_id)
             .header("Amazon-Advertising-API-AdvertiserId", &inner.advertiser_id)
-            .header("Amazon-Advertising-API-MarketplaceId", &inner.marketplace_id)
+            .header(
+                "Amazon-Advertising-API-MarketplaceId",
+                &inner.marketplace_id,
+            )
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .query(query);
         if let Some(body) = body {
             request = request.body(body.to_string());
         }
-        let response = request.send().await.map_err(|e| Failure::Api(send_error(e)))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| Failure::Api(send_error(e)))?;
         let status = response.status();
         let retry_after = response
             .headers()
@@ -167,7 +175,9 @@ impl Client {
             } => Some(*after),
             _ => backoff,
         })
-        .notify(|e, after| tracing::warn!(error = %e, retry_in = ?after, "AMC call failed; retrying"))
+        .notify(
+            |e, after| tracing::warn!(error = %e, retry_in = ?after, "AMC call failed; retrying"),
+        )
         .await
     }
 }

@@ -82,7 +82,7 @@ impl Write for TallyWriter<'_> {
 /// One part's destination, chosen by its first bytes.
 enum Sink<'t> {
     Plain(TallyWriter<'t>),
-    Gzip(GzDecoder<TallyWriter<'t>>),
+    Gzip(Box<GzDecoder<TallyWriter<'t>>>),
 }
 
 impl Sink<'_> {
@@ -142,7 +142,7 @@ pub async fn fetch(http: &reqwest::Client, urls: &[String]) -> Result<Summary, A
         if let Some(first) = first {
             let writer = TallyWriter(&mut tally);
             let mut sink = if first.starts_with(&[0x1f, 0x8b]) {
-                Sink::Gzip(GzDecoder::new(writer))
+                Sink::Gzip(Box::new(GzDecoder::new(writer)))
             } else {
                 Sink::Plain(writer)
             };

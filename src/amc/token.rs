@@ -92,7 +92,13 @@ impl TokenSource {
             .form(&form)
             .send()
             .await
-            .map_err(|e| ApiError::Unreachable(format!("token endpoint {}: {}", self.token_url, e.without_url())))?;
+            .map_err(|e| {
+                ApiError::Unreachable(format!(
+                    "token endpoint {}: {}",
+                    self.token_url,
+                    e.without_url()
+                ))
+            })?;
         let status = response.status();
         let body = response
             .bytes()
@@ -102,7 +108,10 @@ impl TokenSource {
             return Err(ApiError::Auth(format!(
                 "HTTP {}: {}",
                 status.as_u16(),
-                String::from_utf8_lossy(&body).chars().take(300).collect::<String>()
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
             )));
         }
         if !status.is_success() {

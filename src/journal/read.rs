@@ -9,8 +9,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{
-    ChainBreak, Journal, OpenAttempt, Phase, Result, WorkItem, chain, parse_date,
-    parse_timestamp,
+    ChainBreak, Journal, OpenAttempt, Phase, Result, WorkItem, chain, parse_date, parse_timestamp,
 };
 use crate::amc::{CreateExecution, Status};
 use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
@@ -188,7 +187,9 @@ impl Journal {
                 .prepare("SELECT entity, entity_id, seq FROM outbox ORDER BY seq LIMIT ?1")
                 .map_err(|e| self.sqlite(e))?;
             let rows = statement
-                .query_map([limit as i64], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+                .query_map([limit as i64], |row| {
+                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                })
                 .map_err(|e| self.sqlite(e))?;
             rows.collect::<rusqlite::Result<_>>()
                 .map_err(|e| self.sqlite(e))?
@@ -274,9 +275,7 @@ impl Journal {
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sqlite)?;
         let mut counts = connection
-            .prepare(
-                "SELECT status, count(*) FROM weeks WHERE collection_id = ?1 GROUP BY status",
-            )
+            .prepare("SELECT status, count(*) FROM weeks WHERE collection_id = ?1 GROUP BY status")
             .map_err(sqlite)?;
         for (id, summary) in &mut collections {
             for status in ["pending", "running", "completed", "failed"] {
@@ -551,7 +550,8 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
                 state: row.get(1)?,
                 amc_execution_id: row.get(2)?,
                 amc_status: row.get(3)?,
-                request: serde_json::from_str(&request).unwrap_or(serde_json::Value::String(request)),
+                request: serde_json::from_str(&request)
+                    .unwrap_or(serde_json::Value::String(request)),
                 triggered_by: row.get(5)?,
                 row_count: row.get(6)?,
                 data_checksum: row.get(7)?,

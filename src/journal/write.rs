@@ -45,7 +45,12 @@ struct Change<'c> {
 }
 
 impl Change<'_> {
-    fn event(&self, kind: &str, subject: Uuid, payload: serde_json::Value) -> rusqlite::Result<i64> {
+    fn event(
+        &self,
+        kind: &str,
+        subject: Uuid,
+        payload: serde_json::Value,
+    ) -> rusqlite::Result<i64> {
         chain::append(&self.tx, &self.at, kind, &subject.to_string(), &payload)
     }
 

@@ -23,7 +23,15 @@ async fn expected_result(app: &crate::helpers::TestApp, execution_id: &str) -> (
     let mut all = Vec::new();
     for (index, url) in urls.iter().enumerate() {
         let http = chronicle::amc::client::http_client();
-        let bytes = http.get(url).send().await.unwrap().bytes().await.unwrap().to_vec();
+        let bytes = http
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap()
+            .to_vec();
         let plain = if bytes.starts_with(&[0x1f, 0x8b]) {
             let mut out = Vec::new();
             flate2::read::GzDecoder::new(&bytes[..])
@@ -81,7 +89,10 @@ async fn backfill_lands_every_week_in_postgres_with_its_execution_and_checksum()
     for row in &rows {
         let start: chrono::NaiveDate = row.get(2);
         let end: chrono::NaiveDate = row.get(3);
-        assert_eq!(row.get::<_, uuid::Uuid>(0), identity::week_id(collection_id, start));
+        assert_eq!(
+            row.get::<_, uuid::Uuid>(0),
+            identity::week_id(collection_id, start)
+        );
         assert_eq!(row.get::<_, uuid::Uuid>(1), collection_id);
         assert_eq!(end - start, chrono::Duration::days(6));
         assert_eq!(row.get::<_, &str>(4), "completed");
@@ -205,6 +216,10 @@ async fn a_lost_create_answer_is_adopted_not_submitted_twice() {
             .await
             .unwrap()
             .get(0);
-        assert_eq!(found, 1, "{} is tracked", entry.execution.workflow_execution_id);
+        assert_eq!(
+            found, 1,
+            "{} is tracked",
+            entry.execution.workflow_execution_id
+        );
     }
 }

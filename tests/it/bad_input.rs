@@ -8,7 +8,10 @@ async fn refused(app: &TestApp, args: &[&str], expected: &[&str]) {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     let stderr = String::from_utf8_lossy(&output.stderr);
     for part in expected {
-        assert!(stderr.contains(part), "error should name {part:?}: {stderr}");
+        assert!(
+            stderr.contains(part),
+            "error should name {part:?}: {stderr}"
+        );
     }
     assert!(app.ledger().is_empty(), "nothing may reach AMC");
 }
@@ -27,14 +30,24 @@ fn write_schedule(app: &TestApp, body: &str) {
 async fn an_unknown_config_key_names_the_file_and_the_key() {
     let app = spawn_app(quick_sim(), &schedule(2, 0)).await;
     edit_config(&app, "poll_interval", "pol_interval");
-    refused(&app, &["backfill", "weekly"], &["config.toml", "pol_interval"]).await;
+    refused(
+        &app,
+        &["backfill", "weekly"],
+        &["config.toml", "pol_interval"],
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_config_value_names_the_key() {
     let app = spawn_app(quick_sim(), &schedule(2, 0)).await;
     edit_config(&app, "poll_interval = \"20ms\"", "poll_interval = \"soon\"");
-    refused(&app, &["backfill", "weekly"], &["config.toml", "poll_interval"]).await;
+    refused(
+        &app,
+        &["backfill", "weekly"],
+        &["config.toml", "poll_interval"],
+    )
+    .await;
     edit_config(&app, "[journal]", "[journal\n");
     refused(&app, &["status"], &["config.toml"]).await;
 }
@@ -69,7 +82,10 @@ async fn each_bad_schedule_key_is_named_with_its_file() {
             good.replace("backfill_weeks = 2", "backfill_from = 2999-01-04"),
             "backfill_from",
         ),
-        (good.replace("week_start = \"monday\"", "week_start = \"friday\""), "week_start"),
+        (
+            good.replace("week_start = \"monday\"", "week_start = \"friday\""),
+            "week_start",
+        ),
     ];
     for (body, key) in cases {
         write_schedule(&app, &body);
@@ -85,14 +101,21 @@ async fn a_file_that_is_not_a_journal_is_refused_and_left_byte_for_byte() {
 
     std::fs::write(&path, b"name,amount\nalice,3\n").unwrap();
     let before = std::fs::read(&path).unwrap();
-    refused(&app, &["backfill", "weekly"], &["journal.db", "not a chronicle journal"]).await;
+    refused(
+        &app,
+        &["backfill", "weekly"],
+        &["journal.db", "not a chronicle journal"],
+    )
+    .await;
     assert_eq!(std::fs::read(&path).unwrap(), before);
 
     std::fs::remove_file(&path).unwrap();
     {
         let other = rusqlite::Connection::open(&path).unwrap();
         other
-            .execute_batch("CREATE TABLE invoices (id INTEGER PRIMARY KEY); INSERT INTO invoices VALUES (1);")
+            .execute_batch(
+                "CREATE TABLE invoices (id INTEGER PRIMARY KEY); INSERT INTO invoices VALUES (1);",
+            )
             .unwrap();
     }
     let before = std::fs::read(&path).unwrap();

@@ -14,15 +14,19 @@ async fn the_daemon_fires_the_cron_syncs_and_stops_cleanly_on_sigterm() {
     let mut daemon = command(&app.config_path, &["run"]).spawn().unwrap();
 
     let pg = connect(&app.database_url).await;
-    eventually("three completed weeks in Postgres", Duration::from_secs(60), || async {
-        pg.query_one(
-            "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
-            &[],
-        )
-        .await
-        .map(|row| row.get::<_, i64>(0) == 3)
-        .unwrap_or(false)
-    })
+    eventually(
+        "three completed weeks in Postgres",
+        Duration::from_secs(60),
+        || async {
+            pg.query_one(
+                "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
+                &[],
+            )
+            .await
+            .map(|row| row.get::<_, i64>(0) == 3)
+            .unwrap_or(false)
+        },
+    )
     .await;
 
     let pid = daemon.id().expect("running") as i32;

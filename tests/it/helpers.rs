@@ -12,12 +12,12 @@ use chronicle::throwaway_postgres::Cluster;
 use tokio_postgres::NoTls;
 
 /// One cluster for the whole test binary; every test gets its own database.
-static CLUSTER: OnceLock<Mutex<Cluster>> = OnceLock::new();
+static CLUSTER: OnceLock<Mutex<Option<Cluster>>> = OnceLock::new();
 
 extern "C" fn stop_cluster() {
     if let Some(cluster) = CLUSTER.get() {
-        let mut cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
-        let _ = cluster.stop();
+        // Dropping stops the server and removes its files.
+        drop(cluster.lock().unwrap_or_else(|p| p.into_inner()).take());
     }
 }
 
@@ -31,11 +31,12 @@ fn admin_url() -> String {
         let cluster = Cluster::start().unwrap_or_else(|e| panic!("{e}"));
         // Statics are never dropped: stop the server when the tests exit.
         unsafe { libc::atexit(stop_cluster) };
-        Mutex::new(cluster)
+        Mutex::new(Some(cluster))
     });
+    let cluster = cluster.lock().unwrap_or_else(|p| p.into_inner());
     cluster
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .expect("the cluster lives until the tests exit")
         .url("postgres")
 }
 

@@ -6,7 +6,9 @@ use chronicle::simulator::SimConfig;
 use chronicle::throwaway_postgres::Cluster;
 use chronicle::warehouse::Warehouse;
 
-use crate::helpers::{connect, fresh_database, quick_sim, schedule, spawn_app, spawn_app_with_database, text};
+use crate::helpers::{
+    connect, fresh_database, quick_sim, schedule, spawn_app, spawn_app_with_database, text,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_down_during_a_backfill_then_sync_converges() {
@@ -20,10 +22,18 @@ async fn postgres_down_during_a_backfill_then_sync_converges() {
     cluster.stop().unwrap();
 
     let output = app.chronicle(&["backfill", "weekly"]).await;
-    assert_eq!(output.status.code(), Some(0), "Postgres away is not a failure: {}", text(&output));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "Postgres away is not a failure: {}",
+        text(&output)
+    );
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("5 weeks completed"), "{stdout}");
-    assert!(stdout.contains("sync failed") && stdout.contains("wait in the journal"), "{stdout}");
+    assert!(
+        stdout.contains("sync failed") && stdout.contains("wait in the journal"),
+        "{stdout}"
+    );
 
     let status = app.chronicle(&["status", "--json"]).await;
     assert_eq!(status.status.code(), Some(0), "{}", text(&status));
@@ -48,7 +58,14 @@ async fn postgres_down_during_a_backfill_then_sync_converges() {
         )
         .await
         .unwrap();
-    assert_eq!((row.get::<_, i64>(0), row.get::<_, i64>(1), row.get::<_, i64>(2)), (5, 5, 5));
+    assert_eq!(
+        (
+            row.get::<_, i64>(0),
+            row.get::<_, i64>(1),
+            row.get::<_, i64>(2)
+        ),
+        (5, 5, 5)
+    );
     let executions: i64 = pg
         .query_one("SELECT count(*) FROM workflow_executions", &[])
         .await
@@ -91,11 +108,21 @@ async fn an_older_journal_state_never_overwrites_a_newer_row() {
         .unwrap();
     let pairs = |rows: &[tokio_postgres::Row]| {
         rows.iter()
-            .map(|r| (r.get::<_, uuid::Uuid>(0), r.get::<_, String>(1), r.get::<_, i64>(2)))
+            .map(|r| {
+                (
+                    r.get::<_, uuid::Uuid>(0),
+                    r.get::<_, String>(1),
+                    r.get::<_, i64>(2),
+                )
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(pairs(&after), pairs(&newest));
-    assert!(pairs(&after).iter().all(|(_, status, _)| status == "completed"));
+    assert!(
+        pairs(&after)
+            .iter()
+            .all(|(_, status, _)| status == "completed")
+    );
 }
 
 /// Every week's current state, by marking them all changed in the outbox.
