@@ -51,6 +51,14 @@ pub async fn run<A: Api + Clone + 'static>(
     schedule: &Schedule,
     triggered_by: &str,
 ) -> Result<Summary, RunError> {
+    let _lock = journal.lock_runner(triggered_by)?;
+    let recovering = journal.record_runner_start(triggered_by)?;
+    if recovering > 0 {
+        tracing::info!(
+            attempts = recovering,
+            "resuming attempts an earlier process left open"
+        );
+    }
     let runner = Runner::new(
         api,
         journal.clone(),

@@ -33,6 +33,8 @@ pub async fn run<A: Api + Clone + 'static>(
     api: A,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
+    let _lock = journal.lock_runner("run")?;
+    let recovering = journal.record_runner_start("run")?;
     let runner = Arc::new(Runner::new(
         api,
         journal.clone(),
@@ -64,6 +66,12 @@ pub async fn run<A: Api + Clone + 'static>(
     }
     // Attempts an earlier process left open are resumed now, not at the
     // next firing: their executions are running in AMC meanwhile.
+    if recovering > 0 {
+        tracing::info!(
+            attempts = recovering,
+            "resuming attempts an earlier process left open"
+        );
+    }
     for (index, schedule) in schedules.iter().enumerate() {
         let collection = crate::identity::collection_id(&schedule.name);
         if journal

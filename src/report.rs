@@ -82,7 +82,16 @@ pub fn status(report: &StatusReport) -> String {
             c.rows_collected.to_string(),
         ]);
     }
-    let mut out = format!("journal: {}\n", report.journal);
+    let mut out = format!(
+        "journal: {} (journal_mode {}, synchronous {})\n",
+        report.journal, report.journal_mode, report.synchronous
+    );
+    if let Some(start) = &report.last_start {
+        out.push_str(&format!(
+            "last runner start: {} by `{}`: {} open attempts recovered, {} executions adopted\n",
+            start.at, start.command, start.recovered, start.adopted
+        ));
+    }
     if report.collections.is_empty() {
         out.push_str(
             "no collections yet: run `chronicle backfill <schedule>` or `chronicle run`\n",

@@ -27,6 +27,10 @@ const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
 /// A result that is not downloadable yet is asked for this many times.
 const DOWNLOAD_TRIES: u32 = 5;
 
+/// Abandoned attempts cost nothing in AMC, so they do not use up a week's
+/// retries; this bound only stops a create that never takes from looping.
+const ABANDON_LIMIT: u32 = 3;
+
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error(transparent)]
@@ -201,7 +205,7 @@ struct WeekRun<A> {
     poll_interval: Duration,
     instance_id: String,
     request: CreateExecution,
-    /// Attempts this run may still make for the week.
+    /// Attempts this run may still see fail for the week.
     budget: u32,
     triggered_by: String,
 }
@@ -222,25 +226,28 @@ impl<A: Api> WeekRun<A> {
                 true,
             ),
         };
+        let mut abandoned = 0;
         loop {
-            self.budget = self.budget.saturating_sub(1);
-            let retry = self.budget > 0;
-            let reason = match self.see_through(&mut attempt, fresh).await? {
+            match self.see_through(&mut attempt, fresh).await? {
                 Outcome::Succeeded => return Ok(None),
                 Outcome::Unresolved(reason) => return Ok(Some(reason)),
                 Outcome::Failed { status, message } => {
+                    self.budget = self.budget.saturating_sub(1);
+                    let retry = self.budget > 0;
                     tracing::warn!(week = %week_id, attempt = %attempt.id, %message, retry, "attempt failed");
                     self.journal
                         .record_failed(&attempt, status, &message, retry)?;
-                    message
+                    if !retry {
+                        return Ok(Some(message));
+                    }
                 }
                 Outcome::Abandoned(reason) => {
                     self.journal.record_abandoned(&attempt, &reason)?;
-                    reason
+                    abandoned += 1;
+                    if abandoned >= ABANDON_LIMIT {
+                        return Ok(Some(reason));
+                    }
                 }
-            };
-            if !retry {
-                return Ok(Some(reason));
             }
             attempt = self
                 .journal

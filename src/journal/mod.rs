@@ -6,6 +6,7 @@
 //! it hands tracking rows to the reconciler and takes facts from the runner.
 
 mod chain;
+mod lock;
 mod read;
 mod write;
 
@@ -21,7 +22,10 @@ use uuid::Uuid;
 use crate::amc::{CreateExecution, Status};
 
 pub use chain::ChainBreak;
-pub use read::{AttemptView, CollectionSummary, Lineage, Pending, StatusReport, WeekView};
+pub use lock::RunnerLock;
+pub use read::{
+    AttemptView, CollectionSummary, Lineage, Pending, RunnerStart, StatusReport, WeekView,
+};
 pub use write::Plan;
 
 /// `PRAGMA application_id` of a chronicle journal ("CHRN"): how a journal is
@@ -46,6 +50,11 @@ pub enum JournalError {
     },
     #[error("journal {}: cannot apply migrations: {why}", path.display())]
     Migration { path: PathBuf, why: String },
+    #[error(
+        "journal {} is in use by another chronicle runner: {holder}; stop it first (status and lineage work meanwhile)",
+        path.display()
+    )]
+    Busy { path: PathBuf, holder: String },
     #[error("journal {}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
 }

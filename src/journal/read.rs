@@ -41,9 +41,25 @@ pub struct CollectionSummary {
     pub rows_collected: i64,
 }
 
+/// The last time a runner (`run`, `backfill`, `demo`) started on this journal.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunnerStart {
+    pub at: String,
+    pub command: String,
+    /// Attempts left open by an earlier process, resumed by this one.
+    pub recovered: i64,
+    /// Executions found by listing AMC after their create answer was lost.
+    pub adopted: i64,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     pub journal: String,
+    /// `wal` when the journal is crash safe as I1 requires.
+    pub journal_mode: String,
+    /// `FULL` when every commit is fsynced.
+    pub synchronous: String,
+    pub last_start: Option<RunnerStart>,
     pub collections: Vec<CollectionSummary>,
     pub pending_sync: i64,
     pub last_sync_success: Option<String>,
@@ -306,8 +322,42 @@ impl Journal {
                 |row| row.get(0),
             )
             .map_err(sqlite)?;
+        let journal_mode: String = connection
+            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+            .map_err(sqlite)?;
+        let synchronous: i64 = connection
+            .query_row("PRAGMA synchronous", [], |row| row.get(0))
+            .map_err(sqlite)?;
+        let last_start = connection
+            .query_row(
+                "SELECT at, json_extract(payload, '$.command'),
+                    json_extract(payload, '$.open_attempts'),
+                    (SELECT count(*) FROM events a WHERE a.kind = 'attempt.adopted' AND a.seq > e.seq)
+                 FROM events e WHERE kind = 'runner.started' ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok(RunnerStart {
+                        at: row.get(0)?,
+                        command: row.get(1)?,
+                        recovered: row.get(2)?,
+                        adopted: row.get(3)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(sqlite)?;
         Ok(StatusReport {
             journal: self.path.display().to_string(),
+            journal_mode,
+            synchronous: match synchronous {
+                0 => "OFF",
+                1 => "NORMAL",
+                2 => "FULL",
+                3 => "EXTRA",
+                _ => "unknown",
+            }
+            .to_owned(),
+            last_start,
             collections: collections.into_iter().map(|(_, s)| s).collect(),
             pending_sync,
             last_sync_success: last_success,

@@ -453,6 +453,26 @@ impl Journal {
         })
     }
 
+    /// Notes a runner's start and how many attempts it found open: those it
+    /// recovers before planning anything new. Returns that count.
+    pub fn record_runner_start(&self, command: &str) -> Result<i64> {
+        self.change(|c| {
+            let open: i64 = c.tx.query_row(
+                "SELECT count(*) FROM attempts WHERE state IN ('intent', 'submitted')",
+                [],
+                |row| row.get(0),
+            )?;
+            chain::append(
+                &c.tx,
+                &c.at,
+                "runner.started",
+                "runner",
+                &json!({"command": command, "pid": std::process::id(), "open_attempts": open}),
+            )?;
+            Ok(open)
+        })
+    }
+
     /// Notes the outcome of a sync attempt (not an event: syncing changes
     /// nothing the audit trail is about).
     pub fn record_sync(&self, error: Option<&str>) -> Result<()> {

@@ -187,39 +187,3 @@ async fn weeks_that_keep_failing_are_retried_then_listed_with_exit_code_1() {
         .get(0);
     assert_eq!(executions, 4);
 }
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_lost_create_answer_is_adopted_not_submitted_twice() {
-    let sim = SimConfig {
-        drop_create_rate: 0.5,
-        ..quick_sim()
-    };
-    let app = spawn_app(sim, &schedule(8, 0)).await;
-    let output = app.chronicle(&["backfill", "weekly"]).await;
-    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
-
-    let ledger = app.ledger();
-    assert!(
-        ledger.iter().any(|e| e.answer_dropped),
-        "the fault must have fired for this test to mean anything"
-    );
-    assert_eq!(ledger.len(), 8, "exactly one execution per week");
-    let pg = connect(&app.database_url).await;
-    for entry in &ledger {
-        let found: i64 = pg
-            .query_one(
-                "SELECT count(*) FROM report_data_weeks w
-                 JOIN workflow_executions e ON e.id = w.execution_id
-                 WHERE e.amc_execution_id = $1 AND w.status = 'completed'",
-                &[&entry.execution.workflow_execution_id],
-            )
-            .await
-            .unwrap()
-            .get(0);
-        assert_eq!(
-            found, 1,
-            "{} is tracked",
-            entry.execution.workflow_execution_id
-        );
-    }
-}

@@ -3,6 +3,7 @@
 
 mod backfill;
 mod bad_input;
+mod crash;
 mod daemon;
 mod helpers;
 mod journal;
