@@ -16,10 +16,11 @@ use rand::{RngExt, SeedableRng};
 
 use crate::helpers::{TestApp, command, connect, eventually, quick_sim, schedule, spawn_app, text};
 
-/// `(week id, status, AMC id, rows, checksum)` of every week, from the journal.
-fn journal_weeks(
-    app: &TestApp,
-) -> BTreeSet<(String, String, Option<String>, Option<i64>, Option<String>)> {
+/// `(week id, status, AMC id, rows, checksum)`.
+type WeekState = (String, String, Option<String>, Option<i64>, Option<String>);
+
+/// Every week's tracking state, from the journal.
+fn journal_weeks(app: &TestApp) -> BTreeSet<WeekState> {
     let raw = rusqlite::Connection::open(app.journal_path()).unwrap();
     let mut statement = raw
         .prepare(
