@@ -125,9 +125,11 @@ impl<A: Api + Clone + 'static> Runner<A> {
     ) -> Result<(Plan, RunReport), RunError> {
         let plan = self.journal.plan(schedule, today)?;
         progress.set_length(plan.work.len() as u64);
-        let report = self
-            .run(schedule, plan.work.clone(), triggered_by, progress)
-            .await?;
+        // Recovery first: left-open attempts take the instance's slots (the
+        // semaphore is fair) before any new week is submitted.
+        let mut work = plan.work.clone();
+        work.sort_by_key(|item| (item.open_attempt.is_none(), item.week_start));
+        let report = self.run(schedule, work, triggered_by, progress).await?;
         Ok((plan, report))
     }
 
