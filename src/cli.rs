@@ -15,6 +15,7 @@ use clap::{Parser, Subcommand};
 
 use crate::amc::client::{Client, http_client};
 use crate::backfill;
+use crate::drift;
 use crate::journal::{Journal, JournalError};
 use crate::reconciler;
 use crate::report;
@@ -70,6 +71,22 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Compare the journal with Postgres: missing rows, differing tracking
+    /// columns, dangling foreign keys, execution_id population per collection.
+    Verify {
+        /// Write the journal's state again for every row that differs.
+        #[arg(long)]
+        repair: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rows Postgres refused, with its error; `retry [ID]` re-queues them.
+    Quarantine {
+        #[command(subcommand)]
+        action: Option<QuarantineAction>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the built-in AMC simulator, to point a config at.
     AmcSim {
         #[arg(long, default_value = "127.0.0.1:8765")]
@@ -78,6 +95,12 @@ pub enum Command {
         #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
         execution_duration: Duration,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum QuarantineAction {
+    /// Put quarantined rows back in the outbox (all, or the one with this id).
+    Retry { id: Option<i64> },
 }
 
 /// Bad input is exit 2: nothing was attempted, the user must fix something.
@@ -160,6 +183,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::daemon::run(settings, schedules, journal, api, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Verify { repair, json } => verify_command(&settings(&cli)?, *repair, *json).await,
+        Command::Quarantine { action, json } => {
+            let settings = settings(&cli)?;
+            let journal = Journal::open(&settings.journal.path)?;
+            match action {
+                Some(QuarantineAction::Retry { id }) => {
+                    let requeued = journal.requeue_quarantined(*id)?;
+                    println!("{requeued} rows re-queued; the next sync sends them");
+                    Ok(outcome(requeued > 0 || id.is_none()))
+                }
+                None if *json => {
+                    println!("{}", serde_json::to_string_pretty(&journal.quarantined()?)?);
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => {
+                    print!("{}", report::quarantine(&journal.quarantined()?));
+                    Ok(ExitCode::SUCCESS)
+                }
+            }
+        }
         Command::AmcSim {
             listen,
             execution_duration,
@@ -195,6 +238,34 @@ async fn backfill_command(settings: &Settings, name: &str) -> anyhow::Result<Exi
     Ok(outcome(summary.report.failed.is_empty()))
 }
 
+async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let url = settings.postgres_url().ok_or_else(|| {
+        ConfigError::Invalid("key `postgres.url` is empty: nothing to verify against".into())
+    })?;
+    let journal = Journal::open(&settings.journal.path)?;
+    let mut warehouse = Warehouse::connect(url).await?;
+    let mut found = find_drift(&journal, &warehouse).await?;
+    if repair && found.has_drift() {
+        let rows = found.repairable();
+        journal.requeue(&rows)?;
+        reconciler::drain(&journal, &mut warehouse, settings.reconciler.batch_size).await?;
+        println!("re-sent {} rows from the journal", rows.len());
+        found = find_drift(&journal, &warehouse).await?;
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&found)?);
+    } else {
+        print!("{}", report::drift(&found));
+    }
+    Ok(outcome(!found.has_drift()))
+}
+
+async fn find_drift(journal: &Journal, warehouse: &Warehouse) -> anyhow::Result<drift::DriftReport> {
+    let ours = journal.all_rows()?;
+    let theirs = warehouse.all_rows().await?;
+    Ok(drift::compare(&ours, &theirs, &journal.unsynced()?))
+}
+
 async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {
     let url = settings.postgres_url().ok_or_else(|| {
         ConfigError::Invalid(
@@ -206,11 +277,12 @@ async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {
     let pending = journal.pending_count()?;
     match result {
         Ok(report) => {
+            let refused = report.quarantined > 0;
             print!(
                 "{}",
                 report::sync_line(&backfill::SyncOutcome::Synced(report), pending)
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(outcome(!refused))
         }
         Err(e) => {
             print!(

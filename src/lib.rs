@@ -8,6 +8,7 @@ pub mod backfill;
 pub mod cli;
 pub mod daemon;
 pub mod demo;
+pub mod drift;
 pub mod identity;
 pub mod journal;
 pub mod reconciler;

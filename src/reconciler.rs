@@ -1,13 +1,20 @@
 //! Drains the journal's outbox into Postgres: batch by batch, each batch one
 //! transaction, acknowledged in the journal only after Postgres committed.
+//! A batch Postgres refuses is split until the refused rows are found; those
+//! are quarantined and the rest lands (I4).
 //!
-//! Owns the sync loop and its bookkeeping. It never changes tracking state:
-//! the journal is the source, Postgres the copy (I3, I4).
+//! Owns the sync loop, its backoff and bookkeeping. It never changes
+//! tracking state: the journal is the source, Postgres the copy (I3).
 
 use std::time::Duration;
 
-use crate::journal::{Journal, JournalError};
+use backon::{BackoffBuilder, ExponentialBuilder};
+
+use crate::journal::{Journal, JournalError, OutboxEntry};
 use crate::warehouse::{Warehouse, WarehouseError};
+
+/// Longest wait between sync attempts while Postgres is away.
+const BACKOFF_CAP: Duration = Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SyncError {
@@ -23,6 +30,8 @@ pub struct SyncReport {
     /// Tracking rows written (parents sent along count too).
     pub rows: usize,
     pub batches: usize,
+    /// Rows Postgres refused, now in the journal's quarantine.
+    pub quarantined: usize,
     /// Outbox entries left: changes made while the drain ran.
     pub pending_after: i64,
 }
@@ -39,13 +48,51 @@ pub async fn drain(
         if pending.is_empty() {
             break;
         }
-        warehouse.apply(&pending.batch).await?;
-        journal.acknowledge(&pending)?;
-        report.rows += pending.batch.len();
+        match warehouse.apply(&pending.batch).await {
+            Ok(()) => {
+                journal.acknowledge(&pending.entries)?;
+                report.rows += pending.batch.len();
+            }
+            Err(WarehouseError::Refused(_)) => {
+                Box::pin(isolate(journal, warehouse, pending.entries, &mut report)).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
         report.batches += 1;
     }
     report.pending_after = journal.pending_count()?;
     Ok(report)
+}
+
+/// Lands `entries` in halves until each refused row stands alone, then
+/// quarantines it with Postgres's error.
+async fn isolate(
+    journal: &Journal,
+    warehouse: &mut Warehouse,
+    entries: Vec<OutboxEntry>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let batch = journal.batch_for(&entries)?;
+    match warehouse.apply(&batch).await {
+        Ok(()) => {
+            journal.acknowledge(&entries)?;
+            report.rows += batch.len();
+            Ok(())
+        }
+        Err(WarehouseError::Refused(why)) if entries.len() == 1 => {
+            tracing::warn!(entity = %entries[0].entity, id = %entries[0].entity_id, error = %why, "Postgres refused a row; quarantined");
+            journal.quarantine(&entries[0], &why)?;
+            report.quarantined += 1;
+            Ok(())
+        }
+        Err(WarehouseError::Refused(_)) => {
+            let mut left = entries;
+            let right = left.split_off(left.len() / 2);
+            Box::pin(isolate(journal, warehouse, left, report)).await?;
+            Box::pin(isolate(journal, warehouse, right, report)).await
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Connects, drains once and records the outcome in the journal.
@@ -65,7 +112,8 @@ pub async fn sync_once(
 }
 
 /// The daemon's loop: drain every `interval` until `shutdown` resolves,
-/// keeping one connection and opening a new one after any failure.
+/// keeping one connection. While Postgres is away it retries with
+/// exponential backoff and jitter up to five minutes, and never gives up.
 pub async fn run(
     journal: Journal,
     url: String,
@@ -73,14 +121,19 @@ pub async fn run(
     batch_size: usize,
     shutdown: impl Future<Output = ()>,
 ) {
+    let backoff = ExponentialBuilder::default()
+        .with_min_delay(Duration::from_secs(1))
+        .with_max_delay(BACKOFF_CAP)
+        .without_max_times()
+        .with_jitter();
+    let mut delays = backoff.build();
     let mut warehouse: Option<Warehouse> = None;
-    let mut ticker = tokio::time::interval(interval);
-    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut wait = Duration::ZERO;
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             _ = &mut shutdown => return,
-            _ = ticker.tick() => {}
+            _ = tokio::time::sleep(wait) => {}
         }
         if warehouse.as_ref().is_some_and(Warehouse::is_closed) {
             warehouse = None;
@@ -94,21 +147,21 @@ pub async fn run(
         }
         .await;
         match &result {
-            Ok(report) if report.rows > 0 => {
-                tracing::info!(
-                    rows = report.rows,
-                    batches = report.batches,
-                    "synced to Postgres"
-                )
+            Ok(report) => {
+                if report.rows > 0 || report.quarantined > 0 {
+                    tracing::info!(rows = report.rows, quarantined = report.quarantined, "synced to Postgres");
+                }
+                delays = backoff.build();
+                wait = interval;
             }
-            Ok(_) => {}
             Err(e) => {
-                tracing::warn!(error = %e, "sync failed; the journal keeps every change until Postgres is back");
+                wait = delays.next().unwrap_or(BACKOFF_CAP);
+                tracing::warn!(error = %e, retry_in = ?wait, "sync failed; the journal keeps every change until Postgres is back");
                 warehouse = None;
             }
         }
-        if let Err(e) = journal.record_sync(result.as_ref().err().map(|e| e.to_string()).as_deref())
-        {
+        let error = result.as_ref().err().map(|e| e.to_string());
+        if let Err(e) = journal.record_sync(error.as_deref()) {
             tracing::error!(error = %e, "cannot record the sync outcome in the journal");
         }
     }

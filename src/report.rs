@@ -6,7 +6,8 @@
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
 use crate::backfill::{Summary, SyncOutcome};
-use crate::journal::{Lineage, StatusReport};
+use crate::drift::DriftReport;
+use crate::journal::{Lineage, Quarantined, StatusReport};
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
@@ -35,6 +36,10 @@ pub fn backfill(name: &str, summary: &Summary) -> String {
 
 pub fn sync_line(sync: &SyncOutcome, pending: i64) -> String {
     match sync {
+        SyncOutcome::Synced(report) if report.quarantined > 0 => format!(
+            "synced {} rows to Postgres in {} batches; Postgres refused {} rows, now in quarantine (see `chronicle quarantine`); {pending} updates pending sync\n",
+            report.rows, report.batches, report.quarantined
+        ),
         SyncOutcome::Synced(report) => format!(
             "synced {} rows to Postgres in {} batches; {pending} updates pending sync\n",
             report.rows, report.batches
@@ -100,11 +105,21 @@ pub fn status(report: &StatusReport) -> String {
         out.push_str(&format!("{table}\n"));
     }
     out.push_str(&format!(
-        "AMC executions: {}\nupdates pending sync: {}\nlast successful sync: {}\n",
+        "AMC executions: {}\nupdates pending sync: {}{}\nlast successful sync: {}\n",
         report.executions,
         report.pending_sync,
+        report
+            .oldest_pending_since
+            .as_deref()
+            .map_or(String::new(), |since| format!(" (oldest since {since})")),
         report.last_sync_success.as_deref().unwrap_or("never")
     ));
+    if report.quarantined > 0 {
+        out.push_str(&format!(
+            "rows Postgres refused: {} (see `chronicle quarantine`)\n",
+            report.quarantined
+        ));
+    }
     if let Some(error) = &report.last_sync_error {
         out.push_str(&format!("last sync error: {error}\n"));
     }
@@ -157,6 +172,68 @@ pub fn lineage(lineage: &Lineage) -> String {
         for (seq, at, kind, subject) in &week.events {
             out.push_str(&format!("    #{seq} {at} {kind} {subject}\n"));
         }
+    }
+    out
+}
+
+pub fn quarantine(rows: &[Quarantined]) -> String {
+    if rows.is_empty() {
+        return "no rows in quarantine\n".to_owned();
+    }
+    let mut table = table(&["id", "row", "quarantined", "error"]);
+    for row in rows {
+        table.add_row(vec![
+            row.id.to_string(),
+            format!("{} {}", row.entity, row.entity_id),
+            row.quarantined_at.clone(),
+            row.error.clone(),
+        ]);
+    }
+    format!("{table}\nre-queue with `chronicle quarantine retry [ID]`, then `chronicle sync`\n")
+}
+
+pub fn drift(report: &DriftReport) -> String {
+    let mut out = String::new();
+    if report.findings.is_empty() {
+        out.push_str("journal and Postgres agree\n");
+    } else {
+        let mut table = table(&["row", "problem", "detail"]);
+        for f in &report.findings {
+            table.add_row(vec![
+                format!("{} {}", f.entity, f.id),
+                f.problem.to_owned(),
+                f.detail.clone(),
+            ]);
+        }
+        out.push_str(&format!("{} differences:\n{table}\n", report.findings.len()));
+    }
+    let mut table = table(&["collection", "weeks", "with execution_id", "rate", "completed without"]);
+    for p in &report.population {
+        let rate = if p.weeks == 0 {
+            100.0
+        } else {
+            100.0 * p.with_execution_id as f64 / p.weeks as f64
+        };
+        table.add_row(vec![
+            p.collection.clone(),
+            p.weeks.to_string(),
+            p.with_execution_id.to_string(),
+            format!("{rate:.1}%"),
+            p.completed_without_execution_id.to_string(),
+        ]);
+    }
+    out.push_str(&format!("execution_id population in Postgres:\n{table}\n"));
+    if report.unsynced > 0 {
+        out.push_str(&format!(
+            "{} rows not compared: they wait in the outbox or quarantine\n",
+            report.unsynced
+        ));
+    }
+    if report.other_rows > 0 {
+        out.push_str(&format!(
+            "{} Postgres rows belong to no collection of this journal (left alone)\n",
+            report.other_rows
+        ));
     }
     out
 }

@@ -10,7 +10,9 @@ use std::time::Duration;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls};
 
-use crate::tracking::Batch;
+use chrono::NaiveDate;
+
+use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -61,8 +63,9 @@ impl Warehouse {
         self.client.is_closed()
     }
 
-    /// Lands one batch in one transaction, parents first. A row is only
-    /// overwritten by a newer journal state (journal_seq strictly greater).
+    /// Lands one batch in one transaction, parents first. A row is never
+    /// overwritten by an older journal state; the same state may be written
+    /// again (that is how `verify --repair` mends a row edited by hand).
     pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
         let refused = |e: tokio_postgres::Error| {
             if e.is_closed() || e.as_db_error().is_none() {
@@ -183,6 +186,106 @@ impl Warehouse {
     }
 }
 
+impl Warehouse {
+    /// Every tracking row in Postgres, for `verify` to compare with the
+    /// journal. Rows written by other tools may lack `journal_seq` (0 here).
+    pub async fn all_rows(&self) -> Result<Batch, WarehouseError> {
+        let read = |e: tokio_postgres::Error| WarehouseError::Refused(error_text(&e));
+        let collections = self
+            .client
+            .query_typed(
+                "SELECT id, coalesce(name, ''), coalesce(workflow_id, ''), coalesce(instance_id, ''),
+                    start_date, end_date, coalesce(status, ''), coalesce(weeks_completed, 0),
+                    created_at, updated_at, coalesce(journal_seq, 0)
+                 FROM report_data_collections",
+                &[],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| CollectionRow {
+                id: r.get(0),
+                name: r.get(1),
+                workflow_id: r.get(2),
+                instance_id: r.get(3),
+                start_date: r.get::<_, Option<NaiveDate>>(4).unwrap_or_default(),
+                end_date: r.get(5),
+                status: r.get(6),
+                weeks_completed: r.get(7),
+                created_at: r.get(8),
+                updated_at: r.get(9),
+                journal_seq: r.get(10),
+            })
+            .collect();
+        let executions = self
+            .client
+            .query_typed(
+                "SELECT id, amc_execution_id, coalesce(workflow_id, ''), coalesce(instance_id, ''),
+                    coalesce(status, ''), coalesce(execution_parameters, 'null'::jsonb), started_at,
+                    completed_at, row_count, error_message, coalesce(triggered_by, ''),
+                    created_at, updated_at, coalesce(journal_seq, 0)
+                 FROM workflow_executions",
+                &[],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| ExecutionRow {
+                id: r.get(0),
+                amc_execution_id: r.get(1),
+                workflow_id: r.get(2),
+                instance_id: r.get(3),
+                status: r.get(4),
+                execution_parameters: r.get(5),
+                started_at: r.get(6),
+                completed_at: r.get(7),
+                row_count: r.get(8),
+                error_message: r.get(9),
+                triggered_by: r.get(10),
+                created_at: r.get(11),
+                updated_at: r.get(12),
+                journal_seq: r.get(13),
+            })
+            .collect();
+        let weeks = self
+            .client
+            .query_typed(
+                "SELECT id, collection_id, week_start_date, week_end_date, coalesce(status, ''),
+                    execution_id, amc_execution_id, started_at, completed_at, record_count,
+                    data_checksum, error_message, created_at, updated_at, coalesce(journal_seq, 0)
+                 FROM report_data_weeks WHERE collection_id IS NOT NULL
+                   AND week_start_date IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| WeekRow {
+                id: r.get(0),
+                collection_id: r.get(1),
+                week_start_date: r.get(2),
+                week_end_date: r.get::<_, Option<NaiveDate>>(3).unwrap_or_default(),
+                status: r.get(4),
+                execution_id: r.get(5),
+                amc_execution_id: r.get(6),
+                started_at: r.get(7),
+                completed_at: r.get(8),
+                record_count: r.get(9),
+                data_checksum: r.get(10),
+                error_message: r.get(11),
+                created_at: r.get(12),
+                updated_at: r.get(13),
+                journal_seq: r.get(14),
+            })
+            .collect();
+        Ok(Batch {
+            collections,
+            executions,
+            weeks,
+        })
+    }
+}
+
 /// `host:port/dbname` without the user or password, for error messages.
 fn describe_target(config: &Config) -> String {
     let host = config
@@ -224,7 +327,7 @@ ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, workflow_id = EXCLUDED.work
     end_date = EXCLUDED.end_date, status = EXCLUDED.status,
     weeks_completed = EXCLUDED.weeks_completed, updated_at = EXCLUDED.updated_at,
     journal_seq = EXCLUDED.journal_seq
-WHERE t.journal_seq IS NULL OR t.journal_seq < EXCLUDED.journal_seq";
+WHERE t.journal_seq IS NULL OR t.journal_seq <= EXCLUDED.journal_seq";
 
 const UPSERT_EXECUTIONS: &str = "
 INSERT INTO workflow_executions AS t (id, amc_execution_id, workflow_id, instance_id, status,
@@ -240,7 +343,7 @@ ON CONFLICT (id) DO UPDATE SET amc_execution_id = EXCLUDED.amc_execution_id,
     row_count = EXCLUDED.row_count, error_message = EXCLUDED.error_message,
     triggered_by = EXCLUDED.triggered_by, updated_at = EXCLUDED.updated_at,
     journal_seq = EXCLUDED.journal_seq
-WHERE t.journal_seq IS NULL OR t.journal_seq < EXCLUDED.journal_seq";
+WHERE t.journal_seq IS NULL OR t.journal_seq <= EXCLUDED.journal_seq";
 
 const UPSERT_WEEKS: &str = "
 INSERT INTO report_data_weeks AS t (id, collection_id, week_start_date, week_end_date, status,
@@ -256,4 +359,4 @@ ON CONFLICT (id) DO UPDATE SET collection_id = EXCLUDED.collection_id,
     completed_at = EXCLUDED.completed_at, record_count = EXCLUDED.record_count,
     data_checksum = EXCLUDED.data_checksum, error_message = EXCLUDED.error_message,
     updated_at = EXCLUDED.updated_at, journal_seq = EXCLUDED.journal_seq
-WHERE t.journal_seq IS NULL OR t.journal_seq < EXCLUDED.journal_seq";
+WHERE t.journal_seq IS NULL OR t.journal_seq <= EXCLUDED.journal_seq";

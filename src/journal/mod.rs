@@ -24,7 +24,8 @@ use crate::amc::{CreateExecution, Status};
 pub use chain::ChainBreak;
 pub use lock::RunnerLock;
 pub use read::{
-    AttemptView, CollectionSummary, Lineage, Pending, RunnerStart, StatusReport, WeekView,
+    AttemptView, CollectionSummary, Lineage, OutboxEntry, Pending, Quarantined, RunnerStart,
+    StatusReport, WeekView,
 };
 pub use write::Plan;
 

@@ -15,19 +15,37 @@ use crate::amc::{CreateExecution, Status};
 use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
 use crate::week;
 
+/// One changed row waiting for Postgres: which row, and the sequence number
+/// of its latest change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxEntry {
+    pub entity: String,
+    pub entity_id: String,
+    pub seq: i64,
+}
+
 /// A batch read from the outbox, with the entries to acknowledge once
 /// Postgres has committed it.
 #[derive(Debug, Clone, Default)]
 pub struct Pending {
     pub batch: Batch,
-    /// `(entity, entity_id, seq)` as read; only these are acknowledged.
-    pub(super) entries: Vec<(String, String, i64)>,
+    pub entries: Vec<OutboxEntry>,
 }
 
 impl Pending {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// A row Postgres refused, as `chronicle quarantine` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Quarantined {
+    pub id: i64,
+    pub entity: String,
+    pub entity_id: String,
+    pub error: String,
+    pub quarantined_at: String,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -62,6 +80,10 @@ pub struct StatusReport {
     pub last_start: Option<RunnerStart>,
     pub collections: Vec<CollectionSummary>,
     pub pending_sync: i64,
+    /// When the oldest change still waiting for Postgres was made.
+    pub oldest_pending_since: Option<String>,
+    /// Rows Postgres refused; `chronicle quarantine` lists them.
+    pub quarantined: i64,
     pub last_sync_success: Option<String>,
     pub last_sync_error: Option<String>,
     pub executions: i64,
@@ -193,63 +215,102 @@ impl Journal {
     }
 
     /// Up to `limit` changed rows from the outbox, oldest change first, with
-    /// the parents they reference so foreign keys hold in one transaction.
+    /// the parents they reference.
     pub fn pending(&self, limit: usize) -> Result<Pending> {
-        let mut connection = self.lock();
-        // One read transaction: rows and their parents from one snapshot.
-        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
-        let entries: Vec<(String, String, i64)> = {
-            let mut statement = tx
-                .prepare("SELECT entity, entity_id, seq FROM outbox ORDER BY seq LIMIT ?1")
+        let entries = {
+            let connection = self.lock();
+            let mut statement = connection
+                .prepare_cached("SELECT entity, entity_id, seq FROM outbox ORDER BY seq LIMIT ?1")
                 .map_err(|e| self.sqlite(e))?;
             let rows = statement
                 .query_map([limit as i64], |row| {
-                    Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+                    Ok(OutboxEntry {
+                        entity: row.get(0)?,
+                        entity_id: row.get(1)?,
+                        seq: row.get(2)?,
+                    })
                 })
                 .map_err(|e| self.sqlite(e))?;
-            rows.collect::<rusqlite::Result<_>>()
+            rows.collect::<rusqlite::Result<Vec<_>>>()
                 .map_err(|e| self.sqlite(e))?
         };
+        let batch = self.batch_for(&entries)?;
+        Ok(Pending { batch, entries })
+    }
+
+    /// The current state of the rows `entries` name, plus the parents they
+    /// reference, so foreign keys hold within one Postgres transaction.
+    pub fn batch_for(&self, entries: &[OutboxEntry]) -> Result<Batch> {
+        let mut connection = self.lock();
+        // One read transaction: rows and their parents from one snapshot.
+        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
         let mut collections = BTreeSet::new();
         let mut executions = BTreeSet::new();
         let mut weeks = BTreeSet::new();
-        for (entity, id, _) in &entries {
-            match entity.as_str() {
-                "collection" => collections.insert(id.clone()),
-                "execution" => executions.insert(id.clone()),
-                "week" => weeks.insert(id.clone()),
+        for entry in entries {
+            let id = entry.entity_id.clone();
+            match entry.entity.as_str() {
+                "collection" => collections.insert(id),
+                "execution" => executions.insert(id),
+                "week" => weeks.insert(id),
                 other => return Err(self.invalid(format!("outbox holds unknown entity `{other}`"))),
             };
         }
-        let week_rows = weeks
-            .iter()
-            .filter_map(|id| week_row(&tx, id).transpose())
-            .collect::<rusqlite::Result<Vec<_>>>()
+        rows_with_parents(&tx, collections, executions, weeks).map_err(|e| self.sqlite(e))
+    }
+
+    /// Every tracking row the journal holds: what Postgres should equal.
+    pub fn all_rows(&self) -> Result<Batch> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
+        let ids = |sql: &str| -> rusqlite::Result<BTreeSet<String>> {
+            let mut statement = tx.prepare(sql)?;
+            let rows = statement.query_map([], |row| row.get(0))?;
+            rows.collect()
+        };
+        let collections = ids("SELECT id FROM collections").map_err(|e| self.sqlite(e))?;
+        let executions = ids("SELECT id FROM attempts").map_err(|e| self.sqlite(e))?;
+        let weeks = ids("SELECT id FROM weeks").map_err(|e| self.sqlite(e))?;
+        rows_with_parents(&tx, collections, executions, weeks).map_err(|e| self.sqlite(e))
+    }
+
+    /// `(entity, id)` of rows Postgres has not seen in their current state:
+    /// waiting in the outbox or quarantined.
+    pub fn unsynced(&self) -> Result<BTreeSet<(String, String)>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT entity, entity_id FROM outbox
+                 UNION SELECT entity, entity_id FROM quarantine",
+            )
             .map_err(|e| self.sqlite(e))?;
-        for week in &week_rows {
-            collections.insert(week.collection_id.to_string());
-            if let Some(execution) = week.execution_id {
-                executions.insert(execution.to_string());
-            }
-        }
-        let collection_rows = collections
-            .iter()
-            .filter_map(|id| collection_row(&tx, id).transpose())
-            .collect::<rusqlite::Result<Vec<_>>>()
+        let rows = statement
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
             .map_err(|e| self.sqlite(e))?;
-        let execution_rows = executions
-            .iter()
-            .filter_map(|id| execution_row(&tx, id).transpose())
-            .collect::<rusqlite::Result<Vec<_>>>()
+        rows.collect::<rusqlite::Result<BTreeSet<_>>>()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    pub fn quarantined(&self) -> Result<Vec<Quarantined>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT id, entity, entity_id, error, quarantined_at FROM quarantine ORDER BY id",
+            )
             .map_err(|e| self.sqlite(e))?;
-        Ok(Pending {
-            batch: Batch {
-                collections: collection_rows,
-                executions: execution_rows,
-                weeks: week_rows,
-            },
-            entries,
-        })
+        let rows = statement
+            .query_map([], |row| {
+                Ok(Quarantined {
+                    id: row.get(0)?,
+                    entity: row.get(1)?,
+                    entity_id: row.get(2)?,
+                    error: row.get(3)?,
+                    quarantined_at: row.get(4)?,
+                })
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.sqlite(e))
     }
 
     pub fn pending_count(&self) -> Result<i64> {
@@ -312,8 +373,13 @@ impl Journal {
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .map_err(sqlite)?;
-        let pending_sync = connection
-            .query_row("SELECT count(*) FROM outbox", [], |row| row.get(0))
+        let (pending_sync, oldest_pending_since) = connection
+            .query_row("SELECT count(*), min(queued_at) FROM outbox", [], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })
+            .map_err(sqlite)?;
+        let quarantined = connection
+            .query_row("SELECT count(*) FROM quarantine", [], |row| row.get(0))
             .map_err(sqlite)?;
         let executions = connection
             .query_row(
@@ -360,6 +426,8 @@ impl Journal {
             last_start,
             collections: collections.into_iter().map(|(_, s)| s).collect(),
             pending_sync,
+            oldest_pending_since,
+            quarantined,
             last_sync_success: last_success,
             last_sync_error: last_error,
             executions,
@@ -430,6 +498,35 @@ fn open_attempt_offset(row: &Row<'_>, offset: usize) -> rusqlite::Result<OpenAtt
         amc_status: status.as_deref().map(Status::parse),
         request: request_at(row, offset + 5)?,
         created_at: time_at(row, offset + 6)?,
+    })
+}
+
+fn rows_with_parents(
+    connection: &Connection,
+    mut collections: BTreeSet<String>,
+    mut executions: BTreeSet<String>,
+    weeks: BTreeSet<String>,
+) -> rusqlite::Result<Batch> {
+    let week_rows = weeks
+        .iter()
+        .filter_map(|id| week_row(connection, id).transpose())
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    for week in &week_rows {
+        collections.insert(week.collection_id.to_string());
+        if let Some(execution) = week.execution_id {
+            executions.insert(execution.to_string());
+        }
+    }
+    Ok(Batch {
+        collections: collections
+            .iter()
+            .filter_map(|id| collection_row(connection, id).transpose())
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        executions: executions
+            .iter()
+            .filter_map(|id| execution_row(connection, id).transpose())
+            .collect::<rusqlite::Result<Vec<_>>>()?,
+        weeks: week_rows,
     })
 }
 

@@ -7,7 +7,9 @@ use rusqlite::{OptionalExtension, Transaction, TransactionBehavior, params};
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{Journal, OpenAttempt, Phase, Result, WorkItem, chain, parse_date, timestamp};
+use super::{
+    Journal, OpenAttempt, OutboxEntry, Phase, Result, WorkItem, chain, parse_date, timestamp,
+};
 use crate::amc::{CreateExecution, Execution, Status};
 use crate::identity;
 use crate::schedule::Schedule;
@@ -491,7 +493,7 @@ impl Journal {
 
     /// Forgets outbox entries Postgres has committed, unless the row changed
     /// again since (its entry then carries a newer sequence number).
-    pub fn acknowledge(&self, pending: &super::Pending) -> Result<()> {
+    pub fn acknowledge(&self, entries: &[OutboxEntry]) -> Result<()> {
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
         {
@@ -500,11 +502,89 @@ impl Journal {
                     "DELETE FROM outbox WHERE entity = ?1 AND entity_id = ?2 AND seq = ?3",
                 )
                 .map_err(|e| self.sqlite(e))?;
-            for (entity, id, seq) in &pending.entries {
+            for entry in entries {
                 delete
-                    .execute(params![entity, id, seq])
+                    .execute(params![entry.entity, entry.entity_id, entry.seq])
                     .map_err(|e| self.sqlite(e))?;
             }
+        }
+        tx.commit().map_err(|e| self.sqlite(e))
+    }
+
+    /// Sets a row Postgres refused aside with the error (I4): it leaves the
+    /// outbox so it cannot block the rows behind it, and is never dropped.
+    pub fn quarantine(&self, entry: &OutboxEntry, error: &str) -> Result<()> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
+        tx.execute(
+            "INSERT INTO quarantine (entity, entity_id, seq, error, quarantined_at)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                entry.entity,
+                entry.entity_id,
+                entry.seq,
+                error,
+                timestamp(Utc::now())
+            ],
+        )
+        .and_then(|_| {
+            tx.execute(
+                "DELETE FROM outbox WHERE entity = ?1 AND entity_id = ?2 AND seq = ?3",
+                params![entry.entity, entry.entity_id, entry.seq],
+            )
+        })
+        .map_err(|e| self.sqlite(e))?;
+        tx.commit().map_err(|e| self.sqlite(e))
+    }
+
+    /// Puts quarantined rows (one, or all with `None`) back in the outbox
+    /// with their current state. Returns how many.
+    pub fn requeue_quarantined(&self, id: Option<i64>) -> Result<usize> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
+        let at = timestamp(Utc::now());
+        let requeued = tx
+            .execute(
+                "INSERT INTO outbox (entity, entity_id, seq, queued_at)
+                 SELECT entity, entity_id, max(seq), ?1 FROM quarantine
+                 WHERE ?2 IS NULL OR id = ?2
+                 GROUP BY entity, entity_id
+                 ON CONFLICT (entity, entity_id) DO NOTHING",
+                params![at, id],
+            )
+            .and_then(|_| {
+                tx.execute(
+                    "DELETE FROM quarantine WHERE ?1 IS NULL OR id = ?1",
+                    params![id],
+                )
+            })
+            .map_err(|e| self.sqlite(e))?;
+        tx.commit().map_err(|e| self.sqlite(e))?;
+        Ok(requeued)
+    }
+
+    /// Marks rows changed again at their current journal state, so the next
+    /// drain rewrites them in Postgres (`verify --repair`).
+    pub fn requeue(&self, rows: &[(&str, String)]) -> Result<()> {
+        let mut connection = self.lock();
+        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
+        let at = timestamp(Utc::now());
+        for (entity, id) in rows {
+            let table = match *entity {
+                "collection" => "collections",
+                "execution" => "attempts",
+                "week" => "weeks",
+                other => return Err(self.invalid(format!("unknown entity `{other}`"))),
+            };
+            tx.execute(
+                &format!(
+                    "INSERT INTO outbox (entity, entity_id, seq, queued_at)
+                     SELECT ?1, id, journal_seq, ?3 FROM {table} WHERE id = ?2
+                     ON CONFLICT (entity, entity_id) DO NOTHING"
+                ),
+                params![entity, id, at],
+            )
+            .map_err(|e| self.sqlite(e))?;
         }
         tx.commit().map_err(|e| self.sqlite(e))
     }
