@@ -260,7 +260,10 @@ async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow
     Ok(outcome(!found.has_drift()))
 }
 
-async fn find_drift(journal: &Journal, warehouse: &Warehouse) -> anyhow::Result<drift::DriftReport> {
+async fn find_drift(
+    journal: &Journal,
+    warehouse: &Warehouse,
+) -> anyhow::Result<drift::DriftReport> {
     let ours = journal.all_rows()?;
     let theirs = warehouse.all_rows().await?;
     Ok(drift::compare(&ours, &theirs, &journal.unsynced()?))

@@ -149,7 +149,11 @@ pub async fn run(
         match &result {
             Ok(report) => {
                 if report.rows > 0 || report.quarantined > 0 {
-                    tracing::info!(rows = report.rows, quarantined = report.quarantined, "synced to Postgres");
+                    tracing::info!(
+                        rows = report.rows,
+                        quarantined = report.quarantined,
+                        "synced to Postgres"
+                    );
                 }
                 delays = backoff.build();
                 wait = interval;

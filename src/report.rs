@@ -205,9 +205,18 @@ pub fn drift(report: &DriftReport) -> String {
                 f.detail.clone(),
             ]);
         }
-        out.push_str(&format!("{} differences:\n{table}\n", report.findings.len()));
+        out.push_str(&format!(
+            "{} differences:\n{table}\n",
+            report.findings.len()
+        ));
     }
-    let mut table = table(&["collection", "weeks", "with execution_id", "rate", "completed without"]);
+    let mut table = table(&[
+        "collection",
+        "weeks",
+        "with execution_id",
+        "rate",
+        "completed without",
+    ]);
     for p in &report.population {
         let rate = if p.weeks == 0 {
             100.0

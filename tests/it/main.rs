@@ -7,4 +7,5 @@ mod crash;
 mod daemon;
 mod helpers;
 mod journal;
+mod reconciler;
 mod sync;
