@@ -118,7 +118,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = Journal::open(&settings.journal.path)?;
             println!("journal {} is up to date", journal.path().display());
             if let Some(url) = settings.postgres_url() {
-                Warehouse::connect(url).await?;
+                Warehouse::connect(url, &settings.postgres_tls()).await?;
                 println!("Postgres tracking tables are up to date");
             } else {
                 println!("postgres.url is empty: no Postgres to migrate");
@@ -202,7 +202,13 @@ async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {
         )
     })?;
     let journal = Journal::open(&settings.journal.path)?;
-    let result = reconciler::sync_once(&journal, url, settings.reconciler.batch_size).await;
+    let result = reconciler::sync_once(
+        &journal,
+        url,
+        &settings.postgres_tls(),
+        settings.reconciler.batch_size,
+    )
+    .await;
     let pending = journal.pending_count()?;
     match result {
         Ok(report) => {

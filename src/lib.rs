@@ -10,6 +10,7 @@ pub mod daemon;
 pub mod demo;
 pub mod identity;
 pub mod journal;
+pub mod postgres_tls;
 pub mod reconciler;
 pub mod report;
 pub mod runner;

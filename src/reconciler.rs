@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use crate::journal::{Journal, JournalError};
+use crate::postgres_tls::TlsOptions;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +53,11 @@ pub async fn drain(
 pub async fn sync_once(
     journal: &Journal,
     url: &str,
+    tls: &TlsOptions,
     batch_size: usize,
 ) -> Result<SyncReport, SyncError> {
     let result = async {
-        let mut warehouse = Warehouse::connect(url).await?;
+        let mut warehouse = Warehouse::connect(url, tls).await?;
         drain(journal, &mut warehouse, batch_size).await
     }
     .await;
@@ -69,6 +71,7 @@ pub async fn sync_once(
 pub async fn run(
     journal: Journal,
     url: String,
+    tls: TlsOptions,
     interval: Duration,
     batch_size: usize,
     shutdown: impl Future<Output = ()>,
@@ -87,7 +90,7 @@ pub async fn run(
         }
         let result = async {
             if warehouse.is_none() {
-                warehouse = Some(Warehouse::connect(&url).await?);
+                warehouse = Some(Warehouse::connect(&url, &tls).await?);
             }
             let open = warehouse.as_mut().expect("connected just above");
             drain(&journal, open, batch_size).await

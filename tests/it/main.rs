@@ -8,3 +8,4 @@ mod daemon;
 mod helpers;
 mod journal;
 mod sync;
+mod tls;
