@@ -73,7 +73,14 @@ pub async fn run<A: Api + Clone + 'static>(
     let sync = match settings.postgres_url() {
         None => SyncOutcome::NotConfigured,
         Some(url) => {
-            match reconciler::sync_once(journal, url, settings.reconciler.batch_size).await {
+            match reconciler::sync_once(
+                journal,
+                url,
+                &settings.postgres_tls(),
+                settings.reconciler.batch_size,
+            )
+            .await
+            {
                 Ok(report) => SyncOutcome::Synced(report),
                 Err(e) => SyncOutcome::Failed(e.to_string()),
             }

@@ -141,7 +141,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let journal = Journal::open(&settings.journal.path)?;
             println!("journal {} is up to date", journal.path().display());
             if let Some(url) = settings.postgres_url() {
-                Warehouse::connect(url).await?;
+                Warehouse::connect(url, &settings.postgres_tls()).await?;
                 println!("Postgres tracking tables are up to date");
             } else {
                 println!("postgres.url is empty: no Postgres to migrate");
@@ -243,7 +243,7 @@ async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow
         ConfigError::Invalid("key `postgres.url` is empty: nothing to verify against".into())
     })?;
     let journal = Journal::open(&settings.journal.path)?;
-    let mut warehouse = Warehouse::connect(url).await?;
+    let mut warehouse = Warehouse::connect(url, &settings.postgres_tls()).await?;
     let mut found = find_drift(&journal, &warehouse).await?;
     if repair && found.has_drift() {
         let rows = found.repairable();
@@ -276,7 +276,13 @@ async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {
         )
     })?;
     let journal = Journal::open(&settings.journal.path)?;
-    let result = reconciler::sync_once(&journal, url, settings.reconciler.batch_size).await;
+    let result = reconciler::sync_once(
+        &journal,
+        url,
+        &settings.postgres_tls(),
+        settings.reconciler.batch_size,
+    )
+    .await;
     let pending = journal.pending_count()?;
     match result {
         Ok(report) => {

@@ -94,6 +94,7 @@ pub async fn run<A: Api + Clone + 'static>(
         tokio::spawn(reconciler::run(
             journal.clone(),
             url.to_owned(),
+            settings.postgres_tls(),
             settings.reconciler.interval,
             settings.reconciler.batch_size,
             async move {
@@ -149,7 +150,14 @@ pub async fn run<A: Api + Clone + 'static>(
         let _ = reconciler.await;
     }
     if let Some(url) = settings.postgres_url() {
-        match reconciler::sync_once(&journal, url, settings.reconciler.batch_size).await {
+        match reconciler::sync_once(
+            &journal,
+            url,
+            &settings.postgres_tls(),
+            settings.reconciler.batch_size,
+        )
+        .await
+        {
             Ok(report) => tracing::info!(rows = report.rows, "final sync done"),
             Err(e) => {
                 tracing::warn!(error = %e, "final sync failed; the journal keeps the updates")

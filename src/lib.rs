@@ -11,6 +11,7 @@ pub mod demo;
 pub mod drift;
 pub mod identity;
 pub mod journal;
+pub mod postgres_tls;
 pub mod reconciler;
 pub mod report;
 pub mod runner;

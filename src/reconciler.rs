@@ -11,6 +11,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::journal::{Journal, JournalError, OutboxEntry};
+use crate::postgres_tls::TlsOptions;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 /// Longest wait between sync attempts while Postgres is away.
@@ -99,10 +100,11 @@ async fn isolate(
 pub async fn sync_once(
     journal: &Journal,
     url: &str,
+    tls: &TlsOptions,
     batch_size: usize,
 ) -> Result<SyncReport, SyncError> {
     let result = async {
-        let mut warehouse = Warehouse::connect(url).await?;
+        let mut warehouse = Warehouse::connect(url, tls).await?;
         drain(journal, &mut warehouse, batch_size).await
     }
     .await;
@@ -117,6 +119,7 @@ pub async fn sync_once(
 pub async fn run(
     journal: Journal,
     url: String,
+    tls: TlsOptions,
     interval: Duration,
     batch_size: usize,
     shutdown: impl Future<Output = ()>,
@@ -140,7 +143,7 @@ pub async fn run(
         }
         let result = async {
             if warehouse.is_none() {
-                warehouse = Some(Warehouse::connect(&url).await?);
+                warehouse = Some(Warehouse::connect(&url, &tls).await?);
             }
             let open = warehouse.as_mut().expect("connected just above");
             drain(&journal, open, batch_size).await

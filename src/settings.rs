@@ -12,6 +12,8 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
+use crate::postgres_tls::{self, TlsMode, TlsOptions};
+
 /// A configuration problem, named by file and key where figment knows them.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,6 +73,17 @@ pub struct AmcSettings {
 pub struct PostgresSettings {
     /// Empty means journal only: nothing is synced and nothing fails for it.
     pub url: SecretString,
+    /// `disable`, `require` or `verify-full`, as libpq's `sslmode`: Supabase
+    /// is reached over the internet with a password, so it is encrypted by
+    /// default. Unset: the URL's own `sslmode=disable|require`, else
+    /// `require` when `ca_file` is set or the host is not this machine, else
+    /// `disable` (see `postgres_tls::TlsOptions::mode_for`). Set, it wins
+    /// over any `sslmode` in the URL.
+    pub tls: Option<TlsMode>,
+    /// PEM file of the CA to trust instead of this machine's roots: Supabase
+    /// signs its servers with its own CA. Relative paths are taken from the
+    /// config file's folder, like `journal.path`.
+    pub ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -177,6 +190,19 @@ impl Settings {
             .unwrap_or(Path::new("."));
         settings.journal.path = base.join(&settings.journal.path);
         settings.schedules.dir = base.join(&settings.schedules.dir);
+        // An empty value (say, an exported but blank variable) means unset.
+        settings.postgres.ca_file = settings
+            .postgres
+            .ca_file
+            .take()
+            .filter(|path| !path.as_os_str().is_empty())
+            .map(|path| base.join(path));
+        // Checked now, so a bad CA file stops the command with exit 2 before
+        // anything is sent, like every other configuration mistake. It is
+        // read again at each connection.
+        if let Some(path) = &settings.postgres.ca_file {
+            postgres_tls::read_ca_file(path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+        }
         Ok(settings)
     }
 
@@ -231,6 +257,14 @@ impl Settings {
         use secrecy::ExposeSecret;
         Some(self.postgres.url.expose_secret().trim()).filter(|url| !url.is_empty())
     }
+
+    /// What a Postgres connection needs besides the URL.
+    pub fn postgres_tls(&self) -> TlsOptions {
+        TlsOptions {
+            mode: self.postgres.tls,
+            ca_file: self.postgres.ca_file.clone(),
+        }
+    }
 }
 
 /// figment's own text names the key and the file; keep all of its errors.
@@ -240,4 +274,41 @@ fn describe(error: figment::Error) -> String {
         .map(|e| e.to_string())
         .collect::<Vec<_>>()
         .join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(config: &str) -> (tempfile::TempDir, Result<Settings, ConfigError>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.toml");
+        std::fs::write(&path, config).unwrap();
+        let settings = Settings::load(&path, true);
+        (dir, settings)
+    }
+
+    #[test]
+    fn tls_and_ca_file_are_unset_by_default() {
+        let (_dir, settings) = load("");
+        let tls = settings.unwrap().postgres_tls();
+        assert_eq!((tls.mode, tls.ca_file), (None, None));
+    }
+
+    #[test]
+    fn an_unknown_tls_mode_names_the_key() {
+        let (_dir, settings) = load("[postgres]\ntls = \"verify-ca\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("postgres.tls"), "{error}");
+        assert!(error.contains("verify-full"), "{error}");
+    }
+
+    #[test]
+    fn a_ca_file_is_read_from_the_config_folder_and_checked_at_load() {
+        let (dir, settings) = load("[postgres]\ntls = \"require\"\nca_file = \"ca.pem\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("postgres.ca_file"), "{error}");
+        let path = dir.path().join("ca.pem");
+        assert!(error.contains(&path.display().to_string()), "{error}");
+    }
 }

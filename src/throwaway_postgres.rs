@@ -1,7 +1,9 @@
 //! Throwaway PostgreSQL clusters for tests and the `demo` command: finds the machine's
 //! server binaries, runs initdb/pg_ctl in a private temp dir (as the `postgres` user when
-//! we are root), and hands out per-database URLs. It does not pick which database a test
-//! uses (`CHRONICLE_TEST_DATABASE_URL` handling lives with the test harness), nor migrate.
+//! we are root), optionally with extra server settings and files (a TLS certificate), and
+//! hands out per-database URLs. It does not pick which database a test uses
+//! (`CHRONICLE_TEST_DATABASE_URL` handling lives with the test harness), nor migrate, nor
+//! make certificates.
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
@@ -61,6 +63,16 @@ pub enum ClusterError {
          into a URL unescaped"
     )]
     InvalidDatabaseName(String),
+    #[error(
+        "invalid server setting name {0:?}: use ASCII letters, digits, `_` and `.` (it goes \
+         into a shell command line)"
+    )]
+    InvalidSettingName(String),
+    #[error(
+        "invalid data dir file name {0:?}: use a plain file name (ASCII letters, digits, `_`, \
+         `.`, `-`)"
+    )]
+    InvalidFileName(String),
     #[error("throwaway PostgreSQL at {url}: {source}")]
     Sql {
         url: String,
@@ -84,6 +96,8 @@ pub struct Cluster {
     socket_dir: PathBuf,
     /// Server log, whose tail goes into start errors.
     log_file: PathBuf,
+    /// `-c name=value` pairs from start_with, kept so restart() starts the same server.
+    settings: Vec<(String, String)>,
     /// Owns everything on disk; declared last so it is removed only after Drop stopped the server.
     root: TempDir,
 }
@@ -91,7 +105,38 @@ pub struct Cluster {
 impl Cluster {
     /// initdb a fresh cluster in a new temp dir and start it on a free 127.0.0.1 port.
     pub fn start() -> Result<Cluster, ClusterError> {
+        Cluster::start_with(&[], &[])
+    }
+
+    /// Like start(), with server settings passed as `-c name=value` (e.g. `ssl=on`), and
+    /// files written into the data dir before the server starts: owned by the server user
+    /// and mode 0600, as the server demands of a key file. Relative paths in settings such
+    /// as `ssl_cert_file` are taken by the server from the data dir, so
+    /// `&[("ssl_cert_file", "server.crt")]` with a `server.crt` file works.
+    pub fn start_with(
+        settings: &[(&str, &str)],
+        data_files: &[(&str, &[u8])],
+    ) -> Result<Cluster, ClusterError> {
         let started = Instant::now();
+        for (name, _) in settings {
+            let valid = !name.is_empty()
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.');
+            if !valid {
+                return Err(ClusterError::InvalidSettingName((*name).to_owned()));
+            }
+        }
+        for (name, _) in data_files {
+            let valid = !name.is_empty()
+                && !name.starts_with('.')
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+            if !valid {
+                return Err(ClusterError::InvalidFileName((*name).to_owned()));
+            }
+        }
         let bin_dir = find_bin_dir().ok_or(ClusterError::BinariesNotFound)?;
         // SAFETY: geteuid has no preconditions and cannot fail.
         let as_server_user = unsafe { libc::geteuid() } == 0;
@@ -121,6 +166,10 @@ impl Cluster {
             data_dir: root.path().join("data"),
             socket_dir,
             log_file: root.path().join("server.log"),
+            settings: settings
+                .iter()
+                .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+                .collect(),
             root,
         };
         let mut initdb = cluster.server_command("initdb");
@@ -130,6 +179,15 @@ impl Cluster {
             .args(["-U", "postgres", "--auth=trust", "-E", "UTF8", "--locale=C"])
             .arg("--no-sync");
         run(initdb)?;
+        for (name, contents) in data_files {
+            let path = cluster.data_dir.join(name);
+            fs::write(&path, contents)
+                .and_then(|()| fs::set_permissions(&path, fs::Permissions::from_mode(0o600)))
+                .map_err(|e| io_error(&format!("writing {}", path.display()), e))?;
+            if let Some((uid, gid)) = server_uid_gid {
+                chown(&path, uid, gid)?;
+            }
+        }
 
         let mut attempt = 0;
         loop {
@@ -188,15 +246,21 @@ impl Cluster {
         self.port
     }
 
-    /// Stop the server abruptly (`-m immediate`, like a crash); a no-op if already stopped.
+    /// Stop the server as a managed database restarts (`-m fast`): sessions
+    /// are cut, committed data survives even though the cluster runs with
+    /// fsync off. A no-op if already stopped.
     pub fn stop(&mut self) -> Result<(), ClusterError> {
+        self.stop_with("fast")
+    }
+
+    fn stop_with(&mut self, mode: &str) -> Result<(), ClusterError> {
         if !self.running {
             return Ok(());
         }
         let mut stop = self.server_command("pg_ctl");
         stop.arg("-D")
             .arg(&self.data_dir)
-            .args(["-m", "immediate", "-w", "stop"]);
+            .args(["-m", mode, "-w", "stop"]);
         run(stop)?;
         self.running = false;
         Ok(())
@@ -217,12 +281,16 @@ impl Cluster {
     fn pg_ctl_start(&mut self) -> Result<(), ClusterError> {
         // The log is appended to across restarts; only this attempt's lines explain its failure.
         let log_offset = fs::metadata(&self.log_file).map_or(0, |m| m.len());
-        let server_options = format!(
+        let mut server_options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off \
              -c full_page_writes=off -c max_connections=200",
             self.port,
             self.socket_dir.display()
         );
+        // pg_ctl hands -o to /bin/sh: quote each value (names were checked in start_with).
+        for (name, value) in &self.settings {
+            server_options.push_str(&format!(" -c {name}={}", shell_quote(value)));
+        }
         let mut start = self.server_command("pg_ctl");
         start
             .arg("-D")
@@ -261,8 +329,9 @@ impl Cluster {
 
 impl Drop for Cluster {
     fn drop(&mut self) {
-        // Nothing useful to do with a failure here; the temp dir is removed regardless.
-        let _ = self.stop();
+        // Its data is thrown away: no need to shut down cleanly. Nothing
+        // useful to do with a failure; the temp dir is removed regardless.
+        let _ = self.stop_with("immediate");
     }
 }
 
@@ -357,6 +426,11 @@ fn describe(command: &Command) -> String {
         .join(" ")
 }
 
+/// `value` as one single-quoted shell word.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', r"'\''"))
+}
+
 fn combined_output(output: &Output) -> String {
     let mut text = String::from_utf8_lossy(&output.stdout).into_owned();
     text.push_str(&String::from_utf8_lossy(&output.stderr));
@@ -426,6 +500,47 @@ mod tests {
         for url in [&first, &second] {
             assert_eq!(select_one(url).await.expect("select 1 after restart"), 1);
         }
+    }
+
+    #[tokio::test]
+    async fn settings_and_data_files_reach_the_server_and_survive_restart() {
+        let mut cluster = Cluster::start_with(
+            &[("cluster_name", "it's set"), ("work_mem", "5MB")],
+            &[("note.txt", b"hello")],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let note = cluster.data_dir().join("note.txt");
+        assert_eq!(fs::read(&note).unwrap(), b"hello");
+        assert_eq!(
+            fs::metadata(&note).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        cluster.stop().expect("stop");
+        cluster.restart().expect("restart");
+        let (client, connection) = tokio_postgres::connect(&cluster.url("postgres"), NoTls)
+            .await
+            .expect("connect");
+        tokio::spawn(connection);
+        let work_mem: String = client
+            .query_one("SHOW work_mem", &[])
+            .await
+            .expect("SHOW")
+            .get(0);
+        assert_eq!(work_mem, "5MB");
+        let name: String = client
+            .query_one("SHOW cluster_name", &[])
+            .await
+            .expect("SHOW")
+            .get(0);
+        assert_eq!(name, "it's set", "quoted through pg_ctl's shell");
+        assert!(matches!(
+            Cluster::start_with(&[("bad name", "x")], &[]),
+            Err(ClusterError::InvalidSettingName(_))
+        ));
+        assert!(matches!(
+            Cluster::start_with(&[], &[("../escape", b"x")]),
+            Err(ClusterError::InvalidFileName(_))
+        ));
     }
 
     #[tokio::test]

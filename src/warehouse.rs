@@ -1,17 +1,20 @@
 //! Supabase Postgres: the tracking tables and the set-based, journal_seq
 //! guarded upserts that keep them equal to the journal (I3).
 //!
-//! Only this module touches tokio-postgres (besides the test cluster). It
+//! Only this module touches tokio-postgres (besides the test cluster and
+//! `postgres_tls`, which builds its TLS connector). It
 //! owns the Postgres migrations. Statements are sent unnamed
 //! (`*_typed`), so the transaction-mode pooler of Supabase can carry them.
 
 use std::time::Duration;
 
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{Client, Config, NoTls};
 
 use chrono::NaiveDate;
 
+use crate::postgres_tls::{self, CaFileError, TlsOptions, TlsSetupError};
 use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
 
 mod embedded {
@@ -28,6 +31,11 @@ pub enum WarehouseError {
     Migration(String),
     #[error("Postgres refused the batch: {0}")]
     Refused(String),
+    /// Names host and port only: the URL may hold a password.
+    #[error("TLS to {target} failed: {why}")]
+    Tls { target: String, why: String },
+    #[error(transparent)]
+    CaFile(#[from] CaFileError),
 }
 
 pub struct Warehouse {
@@ -35,23 +43,52 @@ pub struct Warehouse {
 }
 
 impl Warehouse {
-    /// Connects and applies the embedded migrations.
-    pub async fn connect(url: &str) -> Result<Warehouse, WarehouseError> {
-        let mut config: Config = url
-            .parse()
-            .map_err(|e: tokio_postgres::Error| WarehouseError::BadUrl(e.to_string()))?;
+    /// Connects with the TLS mode `tls` chooses for this URL's host (see
+    /// `postgres_tls`) and applies the embedded migrations.
+    pub async fn connect(url: &str, tls: &TlsOptions) -> Result<Warehouse, WarehouseError> {
+        let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
+            WarehouseError::BadUrl(bad_url_text(&e.to_string()))
+        })?;
         config.connect_timeout(Duration::from_secs(10));
+        let mode = tls.mode_for(&config);
+        let url_mode = config.get_ssl_mode();
+        if url_mode != SslMode::Prefer && url_mode != postgres_tls::ssl_mode(mode) {
+            tracing::debug!(tls = %mode, "`postgres.tls` overrides the sslmode of `postgres.url`");
+        }
+        config.ssl_mode(postgres_tls::ssl_mode(mode));
         let target = describe_target(&config);
-        let unreachable = |e: tokio_postgres::Error| WarehouseError::Unreachable {
-            target: target.clone(),
-            why: error_text(&e),
+        let failed = |e: tokio_postgres::Error| match postgres_tls::tls_failure(&e) {
+            Some(why) => WarehouseError::Tls {
+                target: hosts_and_ports(&config),
+                why,
+            },
+            None => WarehouseError::Unreachable {
+                target: target.clone(),
+                why: error_text(&e),
+            },
         };
-        let (mut client, connection) = config.connect(NoTls).await.map_err(unreachable)?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::warn!(error = %e, "Postgres connection ended");
+        let connector =
+            postgres_tls::connector(mode, tls.ca_file.as_deref()).map_err(|e| match e {
+                TlsSetupError::CaFile(e) => WarehouseError::CaFile(e),
+                other => WarehouseError::Tls {
+                    target: hosts_and_ports(&config),
+                    why: other.to_string(),
+                },
+            })?;
+        // Two arms because the connection's type depends on the connector.
+        let mut client = match connector {
+            None => {
+                let (client, connection) = config.connect(NoTls).await.map_err(failed)?;
+                tokio::spawn(drive(connection));
+                client
             }
-        });
+            Some(connector) => {
+                let (client, connection) = config.connect(connector).await.map_err(failed)?;
+                tokio::spawn(drive(connection));
+                client
+            }
+        };
+        tracing::debug!(target = %target, tls = %mode, "connected to Postgres");
         embedded::migrations::runner()
             .run_async(&mut client)
             .await
@@ -301,6 +338,59 @@ fn describe_target(config: &Config) -> String {
         "{host}:{port}/{}",
         config.get_dbname().unwrap_or("postgres")
     )
+}
+
+/// Runs a connection until it ends; it ends by itself when its client is dropped.
+async fn drive(connection: impl Future<Output = Result<(), tokio_postgres::Error>>) {
+    if let Err(e) = connection.await {
+        tracing::warn!(error = %e, "Postgres connection ended");
+    }
+}
+
+/// `host:port` of every host, for TLS errors, which concern the host only.
+fn hosts_and_ports(config: &Config) -> String {
+    let names: Vec<String> = if config.get_hosts().is_empty() {
+        // A URL may give only `hostaddr`; tokio-postgres then connects to those.
+        config
+            .get_hostaddrs()
+            .iter()
+            .map(|a| a.to_string())
+            .collect()
+    } else {
+        config
+            .get_hosts()
+            .iter()
+            .map(|host| match host {
+                // Brackets keep an IPv6 address apart from the port.
+                tokio_postgres::config::Host::Tcp(name) if name.contains(':') => {
+                    format!("[{name}]")
+                }
+                tokio_postgres::config::Host::Tcp(name) => name.clone(),
+                tokio_postgres::config::Host::Unix(path) => path.display().to_string(),
+            })
+            .collect()
+    };
+    let ports = config.get_ports();
+    names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            // One port for all hosts, or one per host, as libpq.
+            let port = ports.get(i).or(ports.first()).copied().unwrap_or(5432);
+            format!("{name}:{port}")
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// tokio-postgres knows libpq's `sslmode` only up to `require` and no
+/// `sslrootcert`: point whoever copied a libpq URL at our keys.
+fn bad_url_text(error: &str) -> String {
+    if error.contains("ssl") {
+        format!("{error} (set TLS with `postgres.tls` and `postgres.ca_file`, not in the URL)")
+    } else {
+        error.to_owned()
+    }
 }
 
 /// tokio-postgres hides the server's message behind "db error"; show it.

@@ -9,3 +9,4 @@ mod helpers;
 mod journal;
 mod reconciler;
 mod sync;
+mod tls;

@@ -2,6 +2,7 @@
 //! older journal state never overwrites a newer one (I3).
 
 use chronicle::journal::Journal;
+use chronicle::postgres_tls::TlsOptions;
 use chronicle::simulator::SimConfig;
 use chronicle::throwaway_postgres::Cluster;
 use chronicle::warehouse::Warehouse;
@@ -82,7 +83,9 @@ async fn an_older_journal_state_never_overwrites_a_newer_row() {
 
     // Rebuild the batch the journal would send for every row, as it is now.
     let journal = Journal::open(&app.journal_path()).unwrap();
-    let mut warehouse = Warehouse::connect(&app.database_url).await.unwrap();
+    let mut warehouse = Warehouse::connect(&app.database_url, &TlsOptions::default())
+        .await
+        .unwrap();
     let pg = connect(&app.database_url).await;
     let newest = pg
         .query(
