@@ -103,6 +103,10 @@ impl Warehouse {
     /// Lands one batch in one transaction, parents first. A row is never
     /// overwritten by an older journal state; the same state may be written
     /// again (that is how `verify --repair` mends a row edited by hand).
+    ///
+    /// BEGIN, the three upserts and COMMIT are pipelined: one round trip per
+    /// batch, which is what matters with Postgres a region away. If an upsert
+    /// fails, Postgres turns the COMMIT into a ROLLBACK.
     pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
         let refused = |e: tokio_postgres::Error| {
             if e.is_closed() || e.as_db_error().is_none() {
@@ -114,112 +118,205 @@ impl Warehouse {
                 WarehouseError::Refused(error_text(&e))
             }
         };
-        let tx = self.client.transaction().await.map_err(refused)?;
-        if !batch.collections.is_empty() {
-            let rows = &batch.collections;
-            let id: Vec<_> = rows.iter().map(|r| r.id).collect();
-            let name: Vec<_> = rows.iter().map(|r| r.name.as_str()).collect();
-            let workflow: Vec<_> = rows.iter().map(|r| r.workflow_id.as_str()).collect();
-            let instance: Vec<_> = rows.iter().map(|r| r.instance_id.as_str()).collect();
-            let start: Vec<_> = rows.iter().map(|r| r.start_date).collect();
-            let end: Vec<_> = rows.iter().map(|r| r.end_date).collect();
-            let status: Vec<_> = rows.iter().map(|r| r.status.as_str()).collect();
-            let completed: Vec<_> = rows.iter().map(|r| r.weeks_completed).collect();
-            let created: Vec<_> = rows.iter().map(|r| r.created_at).collect();
-            let updated: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
-            let seq: Vec<_> = rows.iter().map(|r| r.journal_seq).collect();
-            let params: [(&(dyn ToSql + Sync), Type); 11] = [
-                (&id, Type::UUID_ARRAY),
-                (&name, Type::TEXT_ARRAY),
-                (&workflow, Type::TEXT_ARRAY),
-                (&instance, Type::TEXT_ARRAY),
-                (&start, Type::DATE_ARRAY),
-                (&end, Type::DATE_ARRAY),
-                (&status, Type::TEXT_ARRAY),
-                (&completed, Type::INT4_ARRAY),
-                (&created, Type::TIMESTAMPTZ_ARRAY),
-                (&updated, Type::TIMESTAMPTZ_ARRAY),
-                (&seq, Type::INT8_ARRAY),
-            ];
-            tx.execute_typed(UPSERT_COLLECTIONS, &params)
-                .await
-                .map_err(refused)?;
+        let collections = CollectionColumns::of(&batch.collections);
+        let executions = ExecutionColumns::of(&batch.executions);
+        let weeks = WeekColumns::of(&batch.weeks);
+        let (collections, executions, weeks) =
+            (collections.params(), executions.params(), weeks.params());
+        let client = &self.client;
+        // Biased: the first poll sends each request in this order.
+        tokio::try_join!(
+            biased;
+            client.batch_execute("BEGIN"),
+            upsert(client, UPSERT_COLLECTIONS, &collections, batch.collections.len()),
+            upsert(client, UPSERT_EXECUTIONS, &executions, batch.executions.len()),
+            upsert(client, UPSERT_WEEKS, &weeks, batch.weeks.len()),
+            client.batch_execute("COMMIT"),
+        )
+        .map(|_| ())
+        .map_err(refused)
+    }
+}
+
+/// Skips the round trip for a table with no rows in the batch.
+async fn upsert(
+    client: &Client,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    rows: usize,
+) -> Result<u64, tokio_postgres::Error> {
+    if rows == 0 {
+        Ok(0)
+    } else {
+        client.execute_typed(sql, params).await
+    }
+}
+
+/// One array per column of `report_data_collections`, for `unnest`.
+struct CollectionColumns<'r> {
+    id: Vec<uuid::Uuid>,
+    name: Vec<&'r str>,
+    workflow: Vec<&'r str>,
+    instance: Vec<&'r str>,
+    start: Vec<NaiveDate>,
+    end: Vec<Option<NaiveDate>>,
+    status: Vec<&'r str>,
+    completed: Vec<i32>,
+    created: Vec<chrono::DateTime<chrono::Utc>>,
+    updated: Vec<chrono::DateTime<chrono::Utc>>,
+    seq: Vec<i64>,
+}
+
+impl<'r> CollectionColumns<'r> {
+    fn of(rows: &'r [CollectionRow]) -> Self {
+        CollectionColumns {
+            id: rows.iter().map(|r| r.id).collect(),
+            name: rows.iter().map(|r| r.name.as_str()).collect(),
+            workflow: rows.iter().map(|r| r.workflow_id.as_str()).collect(),
+            instance: rows.iter().map(|r| r.instance_id.as_str()).collect(),
+            start: rows.iter().map(|r| r.start_date).collect(),
+            end: rows.iter().map(|r| r.end_date).collect(),
+            status: rows.iter().map(|r| r.status.as_str()).collect(),
+            completed: rows.iter().map(|r| r.weeks_completed).collect(),
+            created: rows.iter().map(|r| r.created_at).collect(),
+            updated: rows.iter().map(|r| r.updated_at).collect(),
+            seq: rows.iter().map(|r| r.journal_seq).collect(),
         }
-        if !batch.executions.is_empty() {
-            let rows = &batch.executions;
-            let id: Vec<_> = rows.iter().map(|r| r.id).collect();
-            let amc_id: Vec<_> = rows.iter().map(|r| r.amc_execution_id.as_deref()).collect();
-            let workflow: Vec<_> = rows.iter().map(|r| r.workflow_id.as_str()).collect();
-            let instance: Vec<_> = rows.iter().map(|r| r.instance_id.as_str()).collect();
-            let status: Vec<_> = rows.iter().map(|r| r.status.as_str()).collect();
-            let parameters: Vec<_> = rows.iter().map(|r| &r.execution_parameters).collect();
-            let started: Vec<_> = rows.iter().map(|r| r.started_at).collect();
-            let completed: Vec<_> = rows.iter().map(|r| r.completed_at).collect();
-            let row_count: Vec<_> = rows.iter().map(|r| r.row_count).collect();
-            let error: Vec<_> = rows.iter().map(|r| r.error_message.as_deref()).collect();
-            let trigger: Vec<_> = rows.iter().map(|r| r.triggered_by.as_str()).collect();
-            let created: Vec<_> = rows.iter().map(|r| r.created_at).collect();
-            let updated: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
-            let seq: Vec<_> = rows.iter().map(|r| r.journal_seq).collect();
-            let params: [(&(dyn ToSql + Sync), Type); 14] = [
-                (&id, Type::UUID_ARRAY),
-                (&amc_id, Type::TEXT_ARRAY),
-                (&workflow, Type::TEXT_ARRAY),
-                (&instance, Type::TEXT_ARRAY),
-                (&status, Type::TEXT_ARRAY),
-                (&parameters, Type::JSONB_ARRAY),
-                (&started, Type::TIMESTAMPTZ_ARRAY),
-                (&completed, Type::TIMESTAMPTZ_ARRAY),
-                (&row_count, Type::INT4_ARRAY),
-                (&error, Type::TEXT_ARRAY),
-                (&trigger, Type::TEXT_ARRAY),
-                (&created, Type::TIMESTAMPTZ_ARRAY),
-                (&updated, Type::TIMESTAMPTZ_ARRAY),
-                (&seq, Type::INT8_ARRAY),
-            ];
-            tx.execute_typed(UPSERT_EXECUTIONS, &params)
-                .await
-                .map_err(refused)?;
+    }
+
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        vec![
+            (&self.id, Type::UUID_ARRAY),
+            (&self.name, Type::TEXT_ARRAY),
+            (&self.workflow, Type::TEXT_ARRAY),
+            (&self.instance, Type::TEXT_ARRAY),
+            (&self.start, Type::DATE_ARRAY),
+            (&self.end, Type::DATE_ARRAY),
+            (&self.status, Type::TEXT_ARRAY),
+            (&self.completed, Type::INT4_ARRAY),
+            (&self.created, Type::TIMESTAMPTZ_ARRAY),
+            (&self.updated, Type::TIMESTAMPTZ_ARRAY),
+            (&self.seq, Type::INT8_ARRAY),
+        ]
+    }
+}
+
+/// One array per column of `workflow_executions`.
+struct ExecutionColumns<'r> {
+    id: Vec<uuid::Uuid>,
+    amc_id: Vec<Option<&'r str>>,
+    workflow: Vec<&'r str>,
+    instance: Vec<&'r str>,
+    status: Vec<&'r str>,
+    parameters: Vec<&'r serde_json::Value>,
+    started: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    completed: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    row_count: Vec<Option<i32>>,
+    error: Vec<Option<&'r str>>,
+    trigger: Vec<&'r str>,
+    created: Vec<chrono::DateTime<chrono::Utc>>,
+    updated: Vec<chrono::DateTime<chrono::Utc>>,
+    seq: Vec<i64>,
+}
+
+impl<'r> ExecutionColumns<'r> {
+    fn of(rows: &'r [ExecutionRow]) -> Self {
+        ExecutionColumns {
+            id: rows.iter().map(|r| r.id).collect(),
+            amc_id: rows.iter().map(|r| r.amc_execution_id.as_deref()).collect(),
+            workflow: rows.iter().map(|r| r.workflow_id.as_str()).collect(),
+            instance: rows.iter().map(|r| r.instance_id.as_str()).collect(),
+            status: rows.iter().map(|r| r.status.as_str()).collect(),
+            parameters: rows.iter().map(|r| &r.execution_parameters).collect(),
+            started: rows.iter().map(|r| r.started_at).collect(),
+            completed: rows.iter().map(|r| r.completed_at).collect(),
+            row_count: rows.iter().map(|r| r.row_count).collect(),
+            error: rows.iter().map(|r| r.error_message.as_deref()).collect(),
+            trigger: rows.iter().map(|r| r.triggered_by.as_str()).collect(),
+            created: rows.iter().map(|r| r.created_at).collect(),
+            updated: rows.iter().map(|r| r.updated_at).collect(),
+            seq: rows.iter().map(|r| r.journal_seq).collect(),
         }
-        if !batch.weeks.is_empty() {
-            let rows = &batch.weeks;
-            let id: Vec<_> = rows.iter().map(|r| r.id).collect();
-            let collection: Vec<_> = rows.iter().map(|r| r.collection_id).collect();
-            let start: Vec<_> = rows.iter().map(|r| r.week_start_date).collect();
-            let end: Vec<_> = rows.iter().map(|r| r.week_end_date).collect();
-            let status: Vec<_> = rows.iter().map(|r| r.status.as_str()).collect();
-            let execution: Vec<_> = rows.iter().map(|r| r.execution_id).collect();
-            let amc_id: Vec<_> = rows.iter().map(|r| r.amc_execution_id.as_deref()).collect();
-            let started: Vec<_> = rows.iter().map(|r| r.started_at).collect();
-            let completed: Vec<_> = rows.iter().map(|r| r.completed_at).collect();
-            let count: Vec<_> = rows.iter().map(|r| r.record_count).collect();
-            let checksum: Vec<_> = rows.iter().map(|r| r.data_checksum.as_deref()).collect();
-            let error: Vec<_> = rows.iter().map(|r| r.error_message.as_deref()).collect();
-            let created: Vec<_> = rows.iter().map(|r| r.created_at).collect();
-            let updated: Vec<_> = rows.iter().map(|r| r.updated_at).collect();
-            let seq: Vec<_> = rows.iter().map(|r| r.journal_seq).collect();
-            let params: [(&(dyn ToSql + Sync), Type); 15] = [
-                (&id, Type::UUID_ARRAY),
-                (&collection, Type::UUID_ARRAY),
-                (&start, Type::DATE_ARRAY),
-                (&end, Type::DATE_ARRAY),
-                (&status, Type::TEXT_ARRAY),
-                (&execution, Type::UUID_ARRAY),
-                (&amc_id, Type::TEXT_ARRAY),
-                (&started, Type::TIMESTAMPTZ_ARRAY),
-                (&completed, Type::TIMESTAMPTZ_ARRAY),
-                (&count, Type::INT4_ARRAY),
-                (&checksum, Type::TEXT_ARRAY),
-                (&error, Type::TEXT_ARRAY),
-                (&created, Type::TIMESTAMPTZ_ARRAY),
-                (&updated, Type::TIMESTAMPTZ_ARRAY),
-                (&seq, Type::INT8_ARRAY),
-            ];
-            tx.execute_typed(UPSERT_WEEKS, &params)
-                .await
-                .map_err(refused)?;
+    }
+
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        vec![
+            (&self.id, Type::UUID_ARRAY),
+            (&self.amc_id, Type::TEXT_ARRAY),
+            (&self.workflow, Type::TEXT_ARRAY),
+            (&self.instance, Type::TEXT_ARRAY),
+            (&self.status, Type::TEXT_ARRAY),
+            (&self.parameters, Type::JSONB_ARRAY),
+            (&self.started, Type::TIMESTAMPTZ_ARRAY),
+            (&self.completed, Type::TIMESTAMPTZ_ARRAY),
+            (&self.row_count, Type::INT4_ARRAY),
+            (&self.error, Type::TEXT_ARRAY),
+            (&self.trigger, Type::TEXT_ARRAY),
+            (&self.created, Type::TIMESTAMPTZ_ARRAY),
+            (&self.updated, Type::TIMESTAMPTZ_ARRAY),
+            (&self.seq, Type::INT8_ARRAY),
+        ]
+    }
+}
+
+/// One array per column of `report_data_weeks`.
+struct WeekColumns<'r> {
+    id: Vec<uuid::Uuid>,
+    collection: Vec<uuid::Uuid>,
+    start: Vec<NaiveDate>,
+    end: Vec<NaiveDate>,
+    status: Vec<&'r str>,
+    execution: Vec<Option<uuid::Uuid>>,
+    amc_id: Vec<Option<&'r str>>,
+    started: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    completed: Vec<Option<chrono::DateTime<chrono::Utc>>>,
+    count: Vec<Option<i32>>,
+    checksum: Vec<Option<&'r str>>,
+    error: Vec<Option<&'r str>>,
+    created: Vec<chrono::DateTime<chrono::Utc>>,
+    updated: Vec<chrono::DateTime<chrono::Utc>>,
+    seq: Vec<i64>,
+}
+
+impl<'r> WeekColumns<'r> {
+    fn of(rows: &'r [WeekRow]) -> Self {
+        WeekColumns {
+            id: rows.iter().map(|r| r.id).collect(),
+            collection: rows.iter().map(|r| r.collection_id).collect(),
+            start: rows.iter().map(|r| r.week_start_date).collect(),
+            end: rows.iter().map(|r| r.week_end_date).collect(),
+            status: rows.iter().map(|r| r.status.as_str()).collect(),
+            execution: rows.iter().map(|r| r.execution_id).collect(),
+            amc_id: rows.iter().map(|r| r.amc_execution_id.as_deref()).collect(),
+            started: rows.iter().map(|r| r.started_at).collect(),
+            completed: rows.iter().map(|r| r.completed_at).collect(),
+            count: rows.iter().map(|r| r.record_count).collect(),
+            checksum: rows.iter().map(|r| r.data_checksum.as_deref()).collect(),
+            error: rows.iter().map(|r| r.error_message.as_deref()).collect(),
+            created: rows.iter().map(|r| r.created_at).collect(),
+            updated: rows.iter().map(|r| r.updated_at).collect(),
+            seq: rows.iter().map(|r| r.journal_seq).collect(),
         }
-        tx.commit().await.map_err(refused)
+    }
+
+    fn params(&self) -> Vec<(&(dyn ToSql + Sync), Type)> {
+        vec![
+            (&self.id, Type::UUID_ARRAY),
+            (&self.collection, Type::UUID_ARRAY),
+            (&self.start, Type::DATE_ARRAY),
+            (&self.end, Type::DATE_ARRAY),
+            (&self.status, Type::TEXT_ARRAY),
+            (&self.execution, Type::UUID_ARRAY),
+            (&self.amc_id, Type::TEXT_ARRAY),
+            (&self.started, Type::TIMESTAMPTZ_ARRAY),
+            (&self.completed, Type::TIMESTAMPTZ_ARRAY),
+            (&self.count, Type::INT4_ARRAY),
+            (&self.checksum, Type::TEXT_ARRAY),
+            (&self.error, Type::TEXT_ARRAY),
+            (&self.created, Type::TIMESTAMPTZ_ARRAY),
+            (&self.updated, Type::TIMESTAMPTZ_ARRAY),
+            (&self.seq, Type::INT8_ARRAY),
+        ]
     }
 }
 

@@ -538,7 +538,7 @@ fn collect_strings(connection: &Connection, sql: &str, key: &str) -> rusqlite::R
 
 fn collection_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<CollectionRow>> {
     connection
-        .query_row(
+        .prepare_cached(
             "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date, c.end_date,
                 c.created_at, c.updated_at, c.journal_seq,
                 (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id AND w.status = 'completed'),
@@ -546,6 +546,8 @@ fn collection_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<
                 (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id
                    AND w.status IN ('pending', 'running'))
              FROM collections c WHERE c.id = ?1",
+        )?
+        .query_row(
             [id],
             |row| {
                 let end: Option<String> = row.get(5)?;
@@ -580,83 +582,81 @@ fn collection_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<
 /// tracks AMC executions, and those never existed there.
 fn execution_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<ExecutionRow>> {
     connection
-        .query_row(
+        .prepare_cached(
             "SELECT a.id, a.amc_execution_id, c.workflow_id, c.instance_id, a.state, a.amc_status,
                 a.request, a.submitted_at, a.completed_at, a.row_count, a.error_message,
                 a.triggered_by, a.created_at, a.updated_at, a.journal_seq
              FROM attempts a JOIN weeks w ON w.id = a.week_id
              JOIN collections c ON c.id = w.collection_id
              WHERE a.id = ?1 AND a.state NOT IN ('intent', 'abandoned')",
-            [id],
-            |row| {
-                let state: String = row.get(4)?;
-                let amc_status: Option<String> = row.get(5)?;
-                let request: String = row.get(6)?;
-                let status = match state.as_str() {
-                    "succeeded" => "SUCCEEDED".to_owned(),
-                    _ => amc_status.unwrap_or_else(|| "PENDING".to_owned()),
-                };
-                Ok(ExecutionRow {
-                    id: uuid_at(row, 0)?,
-                    amc_execution_id: row.get(1)?,
-                    workflow_id: row.get(2)?,
-                    instance_id: row.get(3)?,
-                    status,
-                    execution_parameters: serde_json::from_str(&request).map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            6,
-                            rusqlite::types::Type::Text,
-                            Box::new(e),
-                        )
-                    })?,
-                    started_at: optional_time_at(row, 7)?,
-                    completed_at: optional_time_at(row, 8)?,
-                    row_count: row.get(9)?,
-                    error_message: row.get(10)?,
-                    triggered_by: row.get(11)?,
-                    created_at: time_at(row, 12)?,
-                    updated_at: time_at(row, 13)?,
-                    journal_seq: row.get(14)?,
-                })
-            },
-        )
+        )?
+        .query_row([id], |row| {
+            let state: String = row.get(4)?;
+            let amc_status: Option<String> = row.get(5)?;
+            let request: String = row.get(6)?;
+            let status = match state.as_str() {
+                "succeeded" => "SUCCEEDED".to_owned(),
+                _ => amc_status.unwrap_or_else(|| "PENDING".to_owned()),
+            };
+            Ok(ExecutionRow {
+                id: uuid_at(row, 0)?,
+                amc_execution_id: row.get(1)?,
+                workflow_id: row.get(2)?,
+                instance_id: row.get(3)?,
+                status,
+                execution_parameters: serde_json::from_str(&request).map_err(|e| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        6,
+                        rusqlite::types::Type::Text,
+                        Box::new(e),
+                    )
+                })?,
+                started_at: optional_time_at(row, 7)?,
+                completed_at: optional_time_at(row, 8)?,
+                row_count: row.get(9)?,
+                error_message: row.get(10)?,
+                triggered_by: row.get(11)?,
+                created_at: time_at(row, 12)?,
+                updated_at: time_at(row, 13)?,
+                journal_seq: row.get(14)?,
+            })
+        })
         .optional()
 }
 
 fn week_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<WeekRow>> {
     connection
-        .query_row(
+        .prepare_cached(
             "SELECT w.id, w.collection_id, w.week_start, w.status,
                 CASE WHEN a.state IN ('intent', 'abandoned') THEN NULL ELSE a.id END,
                 a.amc_execution_id, w.started_at, w.completed_at, w.record_count,
                 w.data_checksum, w.error_message, w.created_at, w.updated_at, w.journal_seq
              FROM weeks w LEFT JOIN attempts a ON a.id = w.attempt_id
              WHERE w.id = ?1",
-            [id],
-            |row| {
-                let start = date_at(row, 2)?;
-                let execution: Option<String> = row.get(4)?;
-                Ok(WeekRow {
-                    id: uuid_at(row, 0)?,
-                    collection_id: uuid_at(row, 1)?,
-                    week_start_date: start,
-                    week_end_date: week::inclusive_end(start),
-                    status: row.get(3)?,
-                    execution_id: execution
-                        .map(|e| Uuid::parse_str(&e).map_err(|_| bad_value(4, &e)))
-                        .transpose()?,
-                    amc_execution_id: row.get(5)?,
-                    started_at: optional_time_at(row, 6)?,
-                    completed_at: optional_time_at(row, 7)?,
-                    record_count: row.get(8)?,
-                    data_checksum: row.get(9)?,
-                    error_message: row.get(10)?,
-                    created_at: time_at(row, 11)?,
-                    updated_at: time_at(row, 12)?,
-                    journal_seq: row.get(13)?,
-                })
-            },
-        )
+        )?
+        .query_row([id], |row| {
+            let start = date_at(row, 2)?;
+            let execution: Option<String> = row.get(4)?;
+            Ok(WeekRow {
+                id: uuid_at(row, 0)?,
+                collection_id: uuid_at(row, 1)?,
+                week_start_date: start,
+                week_end_date: week::inclusive_end(start),
+                status: row.get(3)?,
+                execution_id: execution
+                    .map(|e| Uuid::parse_str(&e).map_err(|_| bad_value(4, &e)))
+                    .transpose()?,
+                amc_execution_id: row.get(5)?,
+                started_at: optional_time_at(row, 6)?,
+                completed_at: optional_time_at(row, 7)?,
+                record_count: row.get(8)?,
+                data_checksum: row.get(9)?,
+                error_message: row.get(10)?,
+                created_at: time_at(row, 11)?,
+                updated_at: time_at(row, 12)?,
+                journal_seq: row.get(13)?,
+            })
+        })
         .optional()
 }
 
