@@ -138,7 +138,7 @@ async fn run() -> Result<()> {
 /// The one place the bench calls `Warehouse::connect`, whose signature is
 /// about to gain a TLS argument.
 async fn open_warehouse(url: &str) -> Result<Warehouse> {
-    Ok(Warehouse::connect(url).await?)
+    Ok(Warehouse::connect(url, &chronicle::postgres_tls::TlsOptions::default()).await?)
 }
 
 /// A plain client for ways 2 and 3, the seeding and the checks.
