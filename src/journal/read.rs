@@ -507,10 +507,7 @@ fn rows_with_parents(
     mut executions: BTreeSet<String>,
     weeks: BTreeSet<String>,
 ) -> rusqlite::Result<Batch> {
-    let week_rows = weeks
-        .iter()
-        .filter_map(|id| week_row(connection, id).transpose())
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let week_rows = week_rows(connection, &weeks)?;
     for week in &week_rows {
         collections.insert(week.collection_id.to_string());
         if let Some(execution) = week.execution_id {
@@ -518,16 +515,27 @@ fn rows_with_parents(
         }
     }
     Ok(Batch {
-        collections: collections
-            .iter()
-            .filter_map(|id| collection_row(connection, id).transpose())
-            .collect::<rusqlite::Result<Vec<_>>>()?,
-        executions: executions
-            .iter()
-            .filter_map(|id| execution_row(connection, id).transpose())
-            .collect::<rusqlite::Result<Vec<_>>>()?,
+        collections: collection_rows(connection, &collections)?,
+        executions: execution_rows(connection, &executions)?,
         weeks: week_rows,
     })
+}
+
+/// Reads the rows with these ids in one statement: the ids travel as one
+/// JSON array, so a batch costs one query, not one per row.
+fn rows_by_id<T>(
+    connection: &Connection,
+    sql: &str,
+    ids: &BTreeSet<String>,
+    map: impl FnMut(&Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<Vec<T>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids = serde_json::to_string(ids).expect("strings always serialize");
+    let mut statement = connection.prepare_cached(sql)?;
+    let rows = statement.query_map([ids], map)?;
+    rows.collect()
 }
 
 fn collect_strings(connection: &Connection, sql: &str, key: &str) -> rusqlite::Result<Vec<String>> {
@@ -536,20 +544,21 @@ fn collect_strings(connection: &Connection, sql: &str, key: &str) -> rusqlite::R
     rows.collect()
 }
 
-fn collection_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<CollectionRow>> {
-    connection
-        .prepare_cached(
+fn collection_rows(
+    connection: &Connection,
+    ids: &BTreeSet<String>,
+) -> rusqlite::Result<Vec<CollectionRow>> {
+    rows_by_id(
+        connection,
             "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date, c.end_date,
                 c.created_at, c.updated_at, c.journal_seq,
                 (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id AND w.status = 'completed'),
                 (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id AND w.status = 'failed'),
                 (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id
                    AND w.status IN ('pending', 'running'))
-             FROM collections c WHERE c.id = ?1",
-        )?
-        .query_row(
-            [id],
-            |row| {
+             FROM json_each(?1) j JOIN collections c ON c.id = j.value",
+        ids,
+        |row| {
                 let end: Option<String> = row.get(5)?;
                 let (completed, failed, open): (i32, i64, i64) =
                     (row.get(9)?, row.get(10)?, row.get(11)?);
@@ -574,23 +583,26 @@ fn collection_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<
                     journal_seq: row.get(8)?,
                 })
             },
-        )
-        .optional()
+    )
 }
 
-/// `None` for attempts AMC never held (intents, abandoned ones): Postgres
+/// Leaves out attempts AMC never held (intents, abandoned ones): Postgres
 /// tracks AMC executions, and those never existed there.
-fn execution_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<ExecutionRow>> {
-    connection
-        .prepare_cached(
-            "SELECT a.id, a.amc_execution_id, c.workflow_id, c.instance_id, a.state, a.amc_status,
+fn execution_rows(
+    connection: &Connection,
+    ids: &BTreeSet<String>,
+) -> rusqlite::Result<Vec<ExecutionRow>> {
+    rows_by_id(
+        connection,
+        "SELECT a.id, a.amc_execution_id, c.workflow_id, c.instance_id, a.state, a.amc_status,
                 a.request, a.submitted_at, a.completed_at, a.row_count, a.error_message,
                 a.triggered_by, a.created_at, a.updated_at, a.journal_seq
-             FROM attempts a JOIN weeks w ON w.id = a.week_id
+             FROM json_each(?1) j JOIN attempts a ON a.id = j.value
+             JOIN weeks w ON w.id = a.week_id
              JOIN collections c ON c.id = w.collection_id
-             WHERE a.id = ?1 AND a.state NOT IN ('intent', 'abandoned')",
-        )?
-        .query_row([id], |row| {
+             WHERE a.state NOT IN ('intent', 'abandoned')",
+        ids,
+        |row| {
             let state: String = row.get(4)?;
             let amc_status: Option<String> = row.get(5)?;
             let request: String = row.get(6)?;
@@ -620,21 +632,21 @@ fn execution_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<E
                 updated_at: time_at(row, 13)?,
                 journal_seq: row.get(14)?,
             })
-        })
-        .optional()
+        },
+    )
 }
 
-fn week_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<WeekRow>> {
-    connection
-        .prepare_cached(
-            "SELECT w.id, w.collection_id, w.week_start, w.status,
+fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Result<Vec<WeekRow>> {
+    rows_by_id(
+        connection,
+        "SELECT w.id, w.collection_id, w.week_start, w.status,
                 CASE WHEN a.state IN ('intent', 'abandoned') THEN NULL ELSE a.id END,
                 a.amc_execution_id, w.started_at, w.completed_at, w.record_count,
                 w.data_checksum, w.error_message, w.created_at, w.updated_at, w.journal_seq
-             FROM weeks w LEFT JOIN attempts a ON a.id = w.attempt_id
-             WHERE w.id = ?1",
-        )?
-        .query_row([id], |row| {
+             FROM json_each(?1) j JOIN weeks w ON w.id = j.value
+             LEFT JOIN attempts a ON a.id = w.attempt_id",
+        ids,
+        |row| {
             let start = date_at(row, 2)?;
             let execution: Option<String> = row.get(4)?;
             Ok(WeekRow {
@@ -656,8 +668,8 @@ fn week_row(connection: &Connection, id: &str) -> rusqlite::Result<Option<WeekRo
                 updated_at: time_at(row, 12)?,
                 journal_seq: row.get(13)?,
             })
-        })
-        .optional()
+        },
+    )
 }
 
 fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {

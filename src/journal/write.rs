@@ -505,8 +505,10 @@ impl Journal {
         let connection = self.lock();
         connection
             .prepare_cached(
-                "DELETE FROM outbox WHERE (entity, entity_id, seq) IN
-                   (SELECT value ->> 0, value ->> 1, value ->> 2 FROM json_each(?1))",
+                "DELETE FROM outbox WHERE rowid IN (
+                   SELECT o.rowid FROM json_each(?1) j JOIN outbox o
+                     ON o.entity = j.value ->> 0 AND o.entity_id = j.value ->> 1
+                    AND o.seq = j.value ->> 2)",
             )
             .and_then(|mut delete| delete.execute([keys.to_string()]))
             .map_err(|e| self.sqlite(e))?;
