@@ -65,14 +65,35 @@ pub async fn drain(
     Ok(report)
 }
 
-/// Lands `entries` in halves until each refused row stands alone, then
-/// quarantines it with Postgres's error.
+/// Lands `entries` row by row in halves until each refused row stands
+/// alone, then quarantines it with Postgres's error.
 async fn isolate(
     journal: &Journal,
     warehouse: &mut Warehouse,
     entries: Vec<OutboxEntry>,
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
+    // Several changes of one row travel together: it is refused as a whole.
+    let mut rows: Vec<Vec<OutboxEntry>> = Vec::new();
+    for entry in entries {
+        match rows
+            .iter_mut()
+            .find(|row| row[0].entity == entry.entity && row[0].entity_id == entry.entity_id)
+        {
+            Some(row) => row.push(entry),
+            None => rows.push(vec![entry]),
+        }
+    }
+    Box::pin(land_rows(journal, warehouse, rows, report)).await
+}
+
+async fn land_rows(
+    journal: &Journal,
+    warehouse: &mut Warehouse,
+    rows: Vec<Vec<OutboxEntry>>,
+    report: &mut SyncReport,
+) -> Result<(), SyncError> {
+    let entries: Vec<OutboxEntry> = rows.iter().flatten().cloned().collect();
     let batch = journal.batch_for(&entries)?;
     match warehouse.apply(&batch).await {
         Ok(()) => {
@@ -80,17 +101,17 @@ async fn isolate(
             report.rows += batch.len();
             Ok(())
         }
-        Err(WarehouseError::Refused(why)) if entries.len() == 1 => {
+        Err(WarehouseError::Refused(why)) if rows.len() == 1 => {
             tracing::warn!(entity = %entries[0].entity, id = %entries[0].entity_id, error = %why, "Postgres refused a row; quarantined");
-            journal.quarantine(&entries[0], &why)?;
+            journal.quarantine(&entries, &why)?;
             report.quarantined += 1;
             Ok(())
         }
         Err(WarehouseError::Refused(_)) => {
-            let mut left = entries;
+            let mut left = rows;
             let right = left.split_off(left.len() / 2);
-            Box::pin(isolate(journal, warehouse, left, report)).await?;
-            Box::pin(isolate(journal, warehouse, right, report)).await
+            Box::pin(land_rows(journal, warehouse, left, report)).await?;
+            Box::pin(land_rows(journal, warehouse, right, report)).await
         }
         Err(e) => Err(e.into()),
     }

@@ -159,7 +159,7 @@ const DEFAULTS: Defaults = Defaults {
     postgres: DefaultPostgres { url: "" },
     reconciler: DefaultReconciler {
         interval: "60s",
-        batch_size: 500,
+        batch_size: 5000,
     },
 };
 

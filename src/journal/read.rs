@@ -15,10 +15,12 @@ use crate::amc::{CreateExecution, Status};
 use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
 use crate::week;
 
-/// One changed row waiting for Postgres: which row, and the sequence number
-/// of its latest change.
+/// One change waiting for Postgres: which row, and the sequence number of
+/// the change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OutboxEntry {
+    /// Position in the outbox log: what acknowledging deletes.
+    pub id: i64,
     pub entity: String,
     pub entity_id: String,
     pub seq: i64,
@@ -220,14 +222,17 @@ impl Journal {
         let entries = {
             let connection = self.lock();
             let mut statement = connection
-                .prepare_cached("SELECT entity, entity_id, seq FROM outbox ORDER BY seq LIMIT ?1")
+                .prepare_cached(
+                    "SELECT id, entity, entity_id, seq FROM outbox ORDER BY id LIMIT ?1",
+                )
                 .map_err(|e| self.sqlite(e))?;
             let rows = statement
                 .query_map([limit as i64], |row| {
                     Ok(OutboxEntry {
-                        entity: row.get(0)?,
-                        entity_id: row.get(1)?,
-                        seq: row.get(2)?,
+                        id: row.get(0)?,
+                        entity: row.get(1)?,
+                        entity_id: row.get(2)?,
+                        seq: row.get(3)?,
                     })
                 })
                 .map_err(|e| self.sqlite(e))?;

@@ -58,8 +58,7 @@ impl Change<'_> {
 
     fn mark(&self, entity: Entity, id: Uuid, seq: i64) -> rusqlite::Result<()> {
         self.tx.execute(
-            "INSERT INTO outbox (entity, entity_id, seq, queued_at) VALUES (?1, ?2, ?3, ?4)
-             ON CONFLICT (entity, entity_id) DO UPDATE SET seq = excluded.seq",
+            "INSERT INTO outbox (entity, entity_id, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
             params![entity.as_str(), id.to_string(), seq, self.at],
         )?;
         Ok(())
@@ -491,50 +490,53 @@ impl Journal {
         Ok(())
     }
 
-    /// Forgets outbox entries Postgres has committed, unless the row changed
-    /// again since (its entry then carries a newer sequence number).
+    /// Forgets the outbox entries of a batch Postgres has committed. A row
+    /// changed again since has a newer entry of its own, which stays.
     pub fn acknowledge(&self, entries: &[OutboxEntry]) -> Result<()> {
-        // One statement for the whole batch: a DELETE per entry costs more
-        // than the batch's Postgres round trip.
-        let keys = serde_json::Value::Array(
-            entries
-                .iter()
-                .map(|e| json!([e.entity, e.entity_id, e.seq]))
-                .collect(),
-        );
+        let ids = serde_json::Value::Array(entries.iter().map(|e| json!(e.id)).collect());
         let connection = self.lock();
+        // Losing an acknowledgement in a crash only re-sends rows Postgres
+        // already holds (harmless under the journal_seq guard), so it skips
+        // the fsync; the next durable commit syncs the WAL past it anyway.
         connection
-            .prepare_cached(
-                "DELETE FROM outbox WHERE rowid IN (
-                   SELECT o.rowid FROM json_each(?1) j JOIN outbox o
-                     ON o.entity = j.value ->> 0 AND o.entity_id = j.value ->> 1
-                    AND o.seq = j.value ->> 2)",
-            )
-            .and_then(|mut delete| delete.execute([keys.to_string()]))
+            .execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(|e| self.sqlite(e))?;
+        let deleted = connection
+            .prepare_cached("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?1))")
+            .and_then(|mut delete| delete.execute([ids.to_string()]));
+        connection
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(|e| self.sqlite(e))?;
+        deleted.map_err(|e| self.sqlite(e))?;
         Ok(())
     }
 
-    /// Sets a row Postgres refused aside with the error (I4): it leaves the
-    /// outbox so it cannot block the rows behind it, and is never dropped.
-    pub fn quarantine(&self, entry: &OutboxEntry, error: &str) -> Result<()> {
+    /// Sets a row Postgres refused aside with the error (I4): every outbox
+    /// entry of the row leaves the queue so it cannot block the rows behind
+    /// it, and the row is never dropped. `changes` are the entries of that
+    /// one row the refused batch carried.
+    pub fn quarantine(&self, changes: &[OutboxEntry], error: &str) -> Result<()> {
+        let Some(newest) = changes.iter().max_by_key(|e| e.seq) else {
+            return Ok(());
+        };
         let mut connection = self.lock();
         let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
         tx.execute(
             "INSERT INTO quarantine (entity, entity_id, seq, error, quarantined_at)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
-                entry.entity,
-                entry.entity_id,
-                entry.seq,
+                newest.entity,
+                newest.entity_id,
+                newest.seq,
                 error,
                 timestamp(Utc::now())
             ],
         )
         .and_then(|_| {
+            // Its later entries too, or each batch would refuse it again.
             tx.execute(
-                "DELETE FROM outbox WHERE entity = ?1 AND entity_id = ?2 AND seq = ?3",
-                params![entry.entity, entry.entity_id, entry.seq],
+                "DELETE FROM outbox WHERE entity = ?1 AND entity_id = ?2",
+                params![newest.entity, newest.entity_id],
             )
         })
         .map_err(|e| self.sqlite(e))?;
@@ -552,8 +554,7 @@ impl Journal {
                 "INSERT INTO outbox (entity, entity_id, seq, queued_at)
                  SELECT entity, entity_id, max(seq), ?1 FROM quarantine
                  WHERE ?2 IS NULL OR id = ?2
-                 GROUP BY entity, entity_id
-                 ON CONFLICT (entity, entity_id) DO NOTHING",
+                 GROUP BY entity, entity_id",
                 params![at, id],
             )
             .and_then(|_| {
@@ -583,8 +584,7 @@ impl Journal {
             tx.execute(
                 &format!(
                     "INSERT INTO outbox (entity, entity_id, seq, queued_at)
-                     SELECT ?1, id, journal_seq, ?3 FROM {table} WHERE id = ?2
-                     ON CONFLICT (entity, entity_id) DO NOTHING"
+                     SELECT ?1, id, journal_seq, ?3 FROM {table} WHERE id = ?2"
                 ),
                 params![entity, id, at],
             )
