@@ -472,24 +472,6 @@ impl Journal {
         let connection = self.lock();
         chain::verify(&connection).map_err(|e| self.sqlite(e))
     }
-
-    /// Attempts of a collection's weeks that were submitted to AMC, by AMC id:
-    /// what an audit compares with AMC's own list.
-    pub fn executions_by_week(&self) -> Result<Vec<(NaiveDate, String, String)>> {
-        let connection = self.lock();
-        let mut statement = connection
-            .prepare(
-                "SELECT w.week_start, a.amc_execution_id, a.state FROM attempts a
-                 JOIN weeks w ON w.id = a.week_id
-                 WHERE a.amc_execution_id IS NOT NULL ORDER BY w.week_start, a.created_at",
-            )
-            .map_err(|e| self.sqlite(e))?;
-        let rows = statement
-            .query_map([], |row| Ok((date_at(row, 0)?, row.get(1)?, row.get(2)?)))
-            .map_err(|e| self.sqlite(e))?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.sqlite(e))
-    }
 }
 
 fn open_attempt_offset(row: &Row<'_>, offset: usize) -> rusqlite::Result<OpenAttempt> {
