@@ -56,10 +56,13 @@ pub struct AmcSettings {
     /// Login with Amazon token endpoint.
     pub token_url: String,
     /// Empty until the user provides it; checked by commands that call AMC.
+    #[serde(deserialize_with = "text")]
     pub client_id: String,
     pub client_secret: SecretString,
     pub refresh_token: SecretString,
+    #[serde(deserialize_with = "text")]
     pub advertiser_id: String,
+    #[serde(deserialize_with = "text")]
     pub marketplace_id: String,
     /// AMC allows 10 concurrent executions per instance through the API.
     pub max_concurrent_executions: usize,
@@ -265,6 +268,23 @@ impl Settings {
             ca_file: self.postgres.ca_file.clone(),
         }
     }
+}
+
+/// Ids look like numbers often enough (`CHRONICLE_AMC__ADVERTISER_ID=1234`)
+/// that an environment variable must not turn one into a type error.
+fn text<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Text {
+        String(String),
+        Unsigned(u64),
+        Signed(i64),
+    }
+    Ok(match Text::deserialize(deserializer)? {
+        Text::String(text) => text,
+        Text::Unsigned(number) => number.to_string(),
+        Text::Signed(number) => number.to_string(),
+    })
 }
 
 /// figment's own text names the key and the file; keep all of its errors.

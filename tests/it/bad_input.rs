@@ -123,3 +123,14 @@ async fn a_file_that_is_not_a_journal_is_refused_and_left_byte_for_byte() {
     assert_eq!(std::fs::read(&path).unwrap(), before);
     assert!(!app.dir.path().join("journal.db-wal").exists());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn numeric_ids_in_the_environment_are_taken_as_text() {
+    let app = spawn_app(quick_sim(), &schedule(1, 0)).await;
+    let output = crate::helpers::command(&app.config_path, &["backfill", "weekly"])
+        .env("CHRONICLE_AMC__ADVERTISER_ID", "1234567890")
+        .output()
+        .await
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+}
