@@ -105,8 +105,7 @@ impl Warehouse {
     /// again (that is how `verify --repair` mends a row edited by hand).
     ///
     /// BEGIN, the three upserts and COMMIT are pipelined: one round trip per
-    /// batch, which is what matters with Postgres a region away. If an upsert
-    /// fails, Postgres turns the COMMIT into a ROLLBACK.
+    /// batch, which is what matters with Postgres a region away.
     pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
         let refused = |e: tokio_postgres::Error| {
             if e.is_closed() || e.as_db_error().is_none() {
@@ -124,17 +123,24 @@ impl Warehouse {
         let (collections, executions, weeks) =
             (collections.params(), executions.params(), weeks.params());
         let client = &self.client;
-        // Biased: the first poll sends each request in this order.
-        tokio::try_join!(
+        // Biased: the first poll sends each request in this order. Every
+        // answer is awaited, COMMIT's too, so a failed batch always ends its
+        // transaction (Postgres turns that COMMIT into a ROLLBACK) before
+        // the session is used again.
+        let (begin, upserted_collections, upserted_executions, upserted_weeks, commit) = tokio::join!(
             biased;
             client.batch_execute("BEGIN"),
             upsert(client, UPSERT_COLLECTIONS, &collections, batch.collections.len()),
             upsert(client, UPSERT_EXECUTIONS, &executions, batch.executions.len()),
             upsert(client, UPSERT_WEEKS, &weeks, batch.weeks.len()),
             client.batch_execute("COMMIT"),
-        )
-        .map(|_| ())
-        .map_err(refused)
+        );
+        begin
+            .and(upserted_collections)
+            .and(upserted_executions)
+            .and(upserted_weeks)
+            .and(commit)
+            .map_err(refused)
     }
 }
 
