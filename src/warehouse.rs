@@ -108,7 +108,11 @@ impl Warehouse {
     /// batch, which is what matters with Postgres a region away.
     pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
         let refused = |e: tokio_postgres::Error| {
-            if e.is_closed() || e.as_db_error().is_none() {
+            // "Current transaction is aborted" blames the session, not a
+            // row: never quarantine for it, retry the batch instead.
+            let session =
+                e.code() == Some(&tokio_postgres::error::SqlState::IN_FAILED_SQL_TRANSACTION);
+            if session || e.is_closed() || e.as_db_error().is_none() {
                 WarehouseError::Unreachable {
                     target: "the connected server".into(),
                     why: error_text(&e),
