@@ -6,6 +6,7 @@
 //! Owns the sync loop, its backoff and bookkeeping. It never changes
 //! tracking state: the journal is the source, Postgres the copy (I3).
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
@@ -74,17 +75,19 @@ async fn isolate(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     // Several changes of one row travel together: it is refused as a whole.
-    let mut rows: Vec<Vec<OutboxEntry>> = Vec::new();
+    let mut rows: BTreeMap<(String, String), Vec<OutboxEntry>> = BTreeMap::new();
     for entry in entries {
-        match rows
-            .iter_mut()
-            .find(|row| row[0].entity == entry.entity && row[0].entity_id == entry.entity_id)
-        {
-            Some(row) => row.push(entry),
-            None => rows.push(vec![entry]),
-        }
+        rows.entry((entry.entity.clone(), entry.entity_id.clone()))
+            .or_default()
+            .push(entry);
     }
-    Box::pin(land_rows(journal, warehouse, rows, report)).await
+    Box::pin(land_rows(
+        journal,
+        warehouse,
+        rows.into_values().collect(),
+        report,
+    ))
+    .await
 }
 
 async fn land_rows(

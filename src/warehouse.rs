@@ -146,6 +146,104 @@ impl Warehouse {
             .and(commit)
             .map_err(refused)
     }
+
+    /// Every tracking row in Postgres, for `verify` to compare with the
+    /// journal. Rows written by other tools may lack `journal_seq` (0 here).
+    pub async fn all_rows(&self) -> Result<Batch, WarehouseError> {
+        let read = |e: tokio_postgres::Error| WarehouseError::Refused(error_text(&e));
+        let collections = self
+            .client
+            .query_typed(
+                "SELECT id, coalesce(name, ''), coalesce(workflow_id, ''), coalesce(instance_id, ''),
+                    start_date, end_date, coalesce(status, ''), coalesce(weeks_completed, 0),
+                    created_at, updated_at, coalesce(journal_seq, 0)
+                 FROM report_data_collections",
+                &[],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| CollectionRow {
+                id: r.get(0),
+                name: r.get(1),
+                workflow_id: r.get(2),
+                instance_id: r.get(3),
+                start_date: r.get::<_, Option<NaiveDate>>(4).unwrap_or_default(),
+                end_date: r.get(5),
+                status: r.get(6),
+                weeks_completed: r.get(7),
+                created_at: r.get(8),
+                updated_at: r.get(9),
+                journal_seq: r.get(10),
+            })
+            .collect();
+        let executions = self
+            .client
+            .query_typed(
+                "SELECT id, amc_execution_id, coalesce(workflow_id, ''), coalesce(instance_id, ''),
+                    coalesce(status, ''), coalesce(execution_parameters, 'null'::jsonb), started_at,
+                    completed_at, row_count, error_message, coalesce(triggered_by, ''),
+                    created_at, updated_at, coalesce(journal_seq, 0)
+                 FROM workflow_executions",
+                &[],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| ExecutionRow {
+                id: r.get(0),
+                amc_execution_id: r.get(1),
+                workflow_id: r.get(2),
+                instance_id: r.get(3),
+                status: r.get(4),
+                execution_parameters: r.get(5),
+                started_at: r.get(6),
+                completed_at: r.get(7),
+                row_count: r.get(8),
+                error_message: r.get(9),
+                triggered_by: r.get(10),
+                created_at: r.get(11),
+                updated_at: r.get(12),
+                journal_seq: r.get(13),
+            })
+            .collect();
+        let weeks = self
+            .client
+            .query_typed(
+                "SELECT id, collection_id, week_start_date, week_end_date, coalesce(status, ''),
+                    execution_id, amc_execution_id, started_at, completed_at, record_count,
+                    data_checksum, error_message, created_at, updated_at, coalesce(journal_seq, 0)
+                 FROM report_data_weeks WHERE collection_id IS NOT NULL
+                   AND week_start_date IS NOT NULL",
+                &[],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| WeekRow {
+                id: r.get(0),
+                collection_id: r.get(1),
+                week_start_date: r.get(2),
+                week_end_date: r.get::<_, Option<NaiveDate>>(3).unwrap_or_default(),
+                status: r.get(4),
+                execution_id: r.get(5),
+                amc_execution_id: r.get(6),
+                started_at: r.get(7),
+                completed_at: r.get(8),
+                record_count: r.get(9),
+                data_checksum: r.get(10),
+                error_message: r.get(11),
+                created_at: r.get(12),
+                updated_at: r.get(13),
+                journal_seq: r.get(14),
+            })
+            .collect();
+        Ok(Batch {
+            collections,
+            executions,
+            weeks,
+        })
+    }
 }
 
 /// Skips the round trip for a table with no rows in the batch.
@@ -327,106 +425,6 @@ impl<'r> WeekColumns<'r> {
             (&self.updated, Type::TIMESTAMPTZ_ARRAY),
             (&self.seq, Type::INT8_ARRAY),
         ]
-    }
-}
-
-impl Warehouse {
-    /// Every tracking row in Postgres, for `verify` to compare with the
-    /// journal. Rows written by other tools may lack `journal_seq` (0 here).
-    pub async fn all_rows(&self) -> Result<Batch, WarehouseError> {
-        let read = |e: tokio_postgres::Error| WarehouseError::Refused(error_text(&e));
-        let collections = self
-            .client
-            .query_typed(
-                "SELECT id, coalesce(name, ''), coalesce(workflow_id, ''), coalesce(instance_id, ''),
-                    start_date, end_date, coalesce(status, ''), coalesce(weeks_completed, 0),
-                    created_at, updated_at, coalesce(journal_seq, 0)
-                 FROM report_data_collections",
-                &[],
-            )
-            .await
-            .map_err(read)?
-            .iter()
-            .map(|r| CollectionRow {
-                id: r.get(0),
-                name: r.get(1),
-                workflow_id: r.get(2),
-                instance_id: r.get(3),
-                start_date: r.get::<_, Option<NaiveDate>>(4).unwrap_or_default(),
-                end_date: r.get(5),
-                status: r.get(6),
-                weeks_completed: r.get(7),
-                created_at: r.get(8),
-                updated_at: r.get(9),
-                journal_seq: r.get(10),
-            })
-            .collect();
-        let executions = self
-            .client
-            .query_typed(
-                "SELECT id, amc_execution_id, coalesce(workflow_id, ''), coalesce(instance_id, ''),
-                    coalesce(status, ''), coalesce(execution_parameters, 'null'::jsonb), started_at,
-                    completed_at, row_count, error_message, coalesce(triggered_by, ''),
-                    created_at, updated_at, coalesce(journal_seq, 0)
-                 FROM workflow_executions",
-                &[],
-            )
-            .await
-            .map_err(read)?
-            .iter()
-            .map(|r| ExecutionRow {
-                id: r.get(0),
-                amc_execution_id: r.get(1),
-                workflow_id: r.get(2),
-                instance_id: r.get(3),
-                status: r.get(4),
-                execution_parameters: r.get(5),
-                started_at: r.get(6),
-                completed_at: r.get(7),
-                row_count: r.get(8),
-                error_message: r.get(9),
-                triggered_by: r.get(10),
-                created_at: r.get(11),
-                updated_at: r.get(12),
-                journal_seq: r.get(13),
-            })
-            .collect();
-        let weeks = self
-            .client
-            .query_typed(
-                "SELECT id, collection_id, week_start_date, week_end_date, coalesce(status, ''),
-                    execution_id, amc_execution_id, started_at, completed_at, record_count,
-                    data_checksum, error_message, created_at, updated_at, coalesce(journal_seq, 0)
-                 FROM report_data_weeks WHERE collection_id IS NOT NULL
-                   AND week_start_date IS NOT NULL",
-                &[],
-            )
-            .await
-            .map_err(read)?
-            .iter()
-            .map(|r| WeekRow {
-                id: r.get(0),
-                collection_id: r.get(1),
-                week_start_date: r.get(2),
-                week_end_date: r.get::<_, Option<NaiveDate>>(3).unwrap_or_default(),
-                status: r.get(4),
-                execution_id: r.get(5),
-                amc_execution_id: r.get(6),
-                started_at: r.get(7),
-                completed_at: r.get(8),
-                record_count: r.get(9),
-                data_checksum: r.get(10),
-                error_message: r.get(11),
-                created_at: r.get(12),
-                updated_at: r.get(13),
-                journal_seq: r.get(14),
-            })
-            .collect();
-        Ok(Batch {
-            collections,
-            executions,
-            weeks,
-        })
     }
 }
 
