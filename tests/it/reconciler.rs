@@ -253,8 +253,10 @@ fn pgbouncer(server_port: u16) -> Pooler {
             .status()
             .unwrap();
         assert!(status.success());
-        let mut c = Command::new("runuser");
-        c.args(["-u", "postgres", "--", binary]);
+        // `-u` drops privileges in pgbouncer's own process, so killing the
+        // child stops the pooler itself (a `runuser` wrapper would orphan it).
+        let mut c = Command::new(binary);
+        c.args(["-u", "postgres"]);
         c
     } else {
         Command::new(binary)
