@@ -65,7 +65,8 @@ pub async fn run<A: Api + Clone + 'static>(
         crate::amc::client::http_client(),
         settings.amc.poll_interval,
         Limits::new(settings.amc.max_concurrent_executions),
-    );
+    )
+    .with_settings(&settings.amc);
     let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
     let bar = progress_bar(&schedule.name);
     let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;
