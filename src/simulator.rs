@@ -288,6 +288,15 @@ impl Simulator {
         self.state().tokens.keys().cloned().collect()
     }
 
+    /// Forgets every issued access token, as if they had all expired: the
+    /// next API call is answered 401.
+    pub fn revoke_tokens(&self) {
+        let now = Instant::now();
+        for expiry in self.state().tokens.values_mut() {
+            *expiry = now;
+        }
+    }
+
     /// Changes the HTTP faults from now on.
     pub fn set_faults(&self, faults: Faults) {
         self.state().faults = faults;
