@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -175,8 +175,9 @@ struct SimState {
     base_url: Option<String>,
     /// The HTTP faults in force.
     faults: Faults,
-    /// Until when the last 429 told callers to wait.
-    throttled_until: Option<Instant>,
+    /// Throttled requests (method, URI and body) and until when their
+    /// `Retry-After` asked the caller to wait before sending them again.
+    throttled: HashMap<String, Instant>,
     /// Requests that broke the API's rules, described.
     violations: Vec<String>,
 }
@@ -252,7 +253,7 @@ impl Simulator {
             rng,
             base_url: None,
             faults: config.faults.clone(),
-            throttled_until: None,
+            throttled: HashMap::new(),
             violations: Vec::new(),
         };
         Simulator {
@@ -314,22 +315,23 @@ impl Simulator {
             .count()
     }
 
-    /// Draws this API request's fault and checks it came no sooner than the
-    /// last `Retry-After` allowed.
-    fn draw(&self, what: &str) -> Option<Fault> {
+    /// Draws this API request's fault and checks that, if it repeats a
+    /// throttled request, it came no sooner than `Retry-After` allowed.
+    /// `request` is its method, URI and body: what makes it the same request.
+    fn draw(&self, request: &str) -> Option<Fault> {
         let now = Instant::now();
         let mut state = self.state();
-        if let Some(until) = state.throttled_until.filter(|&until| now < until) {
+        if let Some(&until) = state.throttled.get(request).filter(|&&until| now < until) {
             let early = until - now;
-            state
-                .violations
-                .push(format!("{what} sent {early:?} before Retry-After allowed"));
+            state.violations.push(format!(
+                "{request} repeated {early:?} before its Retry-After allowed"
+            ));
         }
         let faults = state.faults.clone();
         let rng = &mut state.rng;
         if rng.random_bool(faults.throttle_rate.clamp(0.0, 1.0)) {
             let after = Duration::from_secs(faults.retry_after_secs);
-            state.throttled_until = Some(now + after);
+            state.throttled.insert(request.to_owned(), now + after);
             Some(Fault::Throttle(faults.retry_after_secs))
         } else if rng.random_bool(faults.server_error_rate.clamp(0.0, 1.0)) {
             let status = [500, 502, 503, 504][rng.random_range(0..4usize)];
@@ -822,6 +824,7 @@ async fn http_token(State(sim): State<Simulator>, body: Bytes) -> Response {
 
 async fn http_create(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path(instance): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -829,7 +832,7 @@ async fn http_create(
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
     }
-    let fault = sim.draw("create");
+    let fault = sim.draw(&format!("POST {uri} {}", String::from_utf8_lossy(&body)));
     if let Some(throttled @ Fault::Throttle(_)) = fault {
         return throttled.response();
     }
@@ -859,19 +862,20 @@ async fn http_create(
 }
 
 /// The answer of a read under the drawn fault, if there is one.
-fn faulty(sim: &Simulator, what: &str) -> Option<Response> {
-    sim.draw(what).map(Fault::response)
+fn faulty(sim: &Simulator, request: &str) -> Option<Response> {
+    sim.draw(request).map(Fault::response)
 }
 
 async fn http_get(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path((instance, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
     }
-    if let Some(fault) = faulty(&sim, "get") {
+    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
         return fault;
     }
     match sim.get(&instance, &id).await {
@@ -882,6 +886,7 @@ async fn http_get(
 
 async fn http_cancel(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path((instance, id)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
@@ -889,7 +894,7 @@ async fn http_cancel(
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
     }
-    if let Some(fault) = faulty(&sim, "cancel") {
+    if let Some(fault) = faulty(&sim, &format!("PUT {uri}")) {
         return fault;
     }
     let status = serde_json::from_slice::<serde_json::Value>(&body)
@@ -910,13 +915,14 @@ async fn http_cancel(
 
 async fn http_download_urls(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path((instance, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
     }
-    if let Some(fault) = faulty(&sim, "downloadUrls") {
+    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
         return fault;
     }
     let urls = sim.download_urls(&instance, &id).await;
@@ -945,6 +951,7 @@ fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
 
 async fn http_list(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path(instance): Path<String>,
     headers: HeaderMap,
     Query(params): Query<ListParams>,
@@ -952,7 +959,7 @@ async fn http_list(
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
     }
-    if let Some(fault) = faulty(&sim, "list") {
+    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
         return fault;
     }
     let min_creation_time = match params.min_creation_time.as_deref() {

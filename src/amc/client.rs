@@ -136,6 +136,8 @@ impl Client {
         if let Some(body) = body {
             request = request.body(body.to_string());
         }
+        // Again here: a 429 may have come in while this call waited for a token.
+        inner.gate.wait().await;
         let response = request
             .send()
             .await
