@@ -116,7 +116,11 @@ pub fn dry_run(
         Journal::open(&settings.journal.path)?.copy_to(&copy)?;
     }
     let plan = Journal::open(&copy)?.plan(schedule, today)?;
-    let resumed = plan.work.iter().filter(|w| w.open_attempt.is_some()).count();
+    let resumed = plan
+        .work
+        .iter()
+        .filter(|w| w.open_attempt.is_some())
+        .count();
     let mut text = format!(
         "dry run of {}: {} weeks would be submitted, {resumed} resumed; nothing was sent to AMC\n",
         schedule.name,

@@ -287,9 +287,9 @@ impl<A: Api> WeekRun<A> {
                 if let Err(reason) = self.wait_for_room().await? {
                     return Ok(Some(reason));
                 }
-                let intent = self
-                    .journal
-                    .record_intent(week_id, &self.request, &self.triggered_by)?;
+                let intent =
+                    self.journal
+                        .record_intent(week_id, &self.request, &self.triggered_by)?;
                 (intent, true)
             }
         };

@@ -17,8 +17,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, TimeZone, Utc};
+use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -664,9 +664,9 @@ impl Api for Simulator {
             .status;
         if status.is_terminal() {
             let status = status.as_str();
-            state
-                .violations
-                .push(format!("cancel of execution {execution_id}, already {status}"));
+            state.violations.push(format!(
+                "cancel of execution {execution_id}, already {status}"
+            ));
             return Err(refused(
                 400,
                 format!("execution {execution_id} is {status} and cannot be cancelled"),
@@ -901,7 +901,9 @@ async fn http_cancel(
         .ok()
         .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned));
     if status.as_deref() != Some("CANCELLED") {
-        sim.violation(format!("PUT on execution {id} without {{\"status\":\"CANCELLED\"}}"));
+        sim.violation(format!(
+            "PUT on execution {id} without {{\"status\":\"CANCELLED\"}}"
+        ));
         return refusal(400, "the only status that can be set is CANCELLED");
     }
     match sim.cancel(&instance, &id).await {
@@ -983,7 +985,9 @@ async fn http_result(
     headers: HeaderMap,
 ) -> Response {
     if headers.contains_key(header::AUTHORIZATION) {
-        sim.violation(format!("Authorization header sent to the presigned URL of {id}"));
+        sim.violation(format!(
+            "Authorization header sent to the presigned URL of {id}"
+        ));
         let text = "InvalidArgument: Only one auth mechanism allowed; only the presigned \
                     query parameters or the Authorization header should be specified";
         return (StatusCode::BAD_REQUEST, text).into_response();
@@ -1024,7 +1028,9 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
     // API bodies are small JSON; the token endpoint's holds secrets.
     let (request, body) = if path.starts_with("/amc/") {
         let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, 1 << 20).await.unwrap_or_default();
+        let bytes = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
         let text = (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned());
         (Request::from_parts(parts, Body::from(bytes)), text)
     } else {

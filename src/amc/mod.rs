@@ -282,3 +282,32 @@ pub trait Api: Send + Sync {
         execution_id: &str,
     ) -> impl Future<Output = Result<(), ApiError>> + Send;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_explanation_amc_gives_ends_up_in_the_reason_once() {
+        let execution: Execution = serde_json::from_value(serde_json::json!({
+            "workflowExecutionId": "e1",
+            "status": "FAILED",
+            "failureReason": "out of memory",
+            "statusReason": "out of memory",
+            "details": "query too wide",
+            "message": "see the query editor",
+        }))
+        .unwrap();
+        assert_eq!(
+            execution.reason().as_deref(),
+            Some("out of memory; query too wide; see the query editor")
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_word_reads_as_unknown_and_not_terminal() {
+        assert_eq!(Status::parse("WARMING_UP"), Status::Unknown);
+        assert!(!Status::Unknown.is_terminal());
+        assert_eq!(Status::parse("REJECTED"), Status::Rejected);
+    }
+}

@@ -152,7 +152,9 @@ async fn a_fault_mix_backfill_ends_every_week_completed_or_failed_with_a_message
             .await
             .unwrap();
         if now.status == chronicle::amc::Status::Succeeded {
-            *succeeded.entry(entry.request.time_window_start).or_default() += 1;
+            *succeeded
+                .entry(entry.request.time_window_start)
+                .or_default() += 1;
         }
     }
     assert!(succeeded.values().all(|n| *n == 1), "{succeeded:?}");
@@ -242,7 +244,11 @@ async fn malformed_answers_leave_intents_open_and_a_later_run_adopts_them() {
     let output = app.chronicle(&["backfill", "weekly"]).await;
     assert_eq!(output.status.code(), Some(1), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
-    assert!(stdout.contains("malformed answer from AMC"), "{}", text(&output));
+    assert!(
+        stdout.contains("malformed answer from AMC"),
+        "{}",
+        text(&output)
+    );
     // AMC created every week; the journal kept every intent to settle it.
     assert_eq!(app.sim.simulator.ledger().len(), 3);
     let states: Vec<String> = app.attempts().into_iter().map(|a| a.0).collect();
@@ -326,7 +332,11 @@ async fn a_result_over_the_size_limit_fails_its_week_without_a_new_attempt() {
     let weeks = app.weeks();
     assert_eq!(weeks[0].1, "failed");
     assert!(
-        weeks[0].2.as_deref().unwrap().contains("amc.max_result_bytes"),
+        weeks[0]
+            .2
+            .as_deref()
+            .unwrap()
+            .contains("amc.max_result_bytes"),
         "{weeks:?}"
     );
     assert_eq!(app.sim.simulator.ledger().len(), 1);
@@ -390,7 +400,11 @@ async fn a_refused_refresh_token_stops_the_backfill_with_a_clear_error() {
     assert!(stderr.contains("cannot authenticate with AMC"), "{stderr}");
     assert!(stderr.contains("invalid_grant"), "{stderr}");
     let requests = app.sim.simulator.requests();
-    assert_eq!(requests.len(), 1, "one refused login, nothing else: {requests:?}");
+    assert_eq!(
+        requests.len(),
+        1,
+        "one refused login, nothing else: {requests:?}"
+    );
     assert!(app.sim.simulator.ledger().is_empty());
 }
 
@@ -459,7 +473,10 @@ async fn cancel_stops_the_execution_in_amc_and_puts_the_week_back_unless_told_to
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
 
     let weeks = app.weeks();
-    assert_eq!((weeks[0].1.as_str(), weeks[1].1.as_str()), ("pending", "failed"));
+    assert_eq!(
+        (weeks[0].1.as_str(), weeks[1].1.as_str()),
+        ("pending", "failed")
+    );
     assert!(weeks[1].2.as_deref().unwrap().contains("cancelled"));
     let attempts = app.attempts();
     assert!(
@@ -493,7 +510,10 @@ async fn cancel_stops_the_execution_in_amc_and_puts_the_week_back_unless_told_to
         .filter(|r| r.method == "PUT")
         .collect();
     assert_eq!(puts.len(), 2);
-    assert!(puts.iter().all(|r| r.body.as_deref() == Some(r#"{"status":"CANCELLED"}"#)));
+    assert!(
+        puts.iter()
+            .all(|r| r.body.as_deref() == Some(r#"{"status":"CANCELLED"}"#))
+    );
 
     let output = app.chronicle(&["cancel", &first]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
@@ -507,7 +527,10 @@ async fn a_dry_run_prints_weeks_and_request_bodies_and_sends_nothing() {
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(stdout.contains("3 weeks would be submitted"), "{stdout}");
-    assert_eq!(stdout.matches("\"timeWindowType\": \"EXPLICIT\"").count(), 3);
+    assert_eq!(
+        stdout.matches("\"timeWindowType\": \"EXPLICIT\"").count(),
+        3
+    );
     assert!(stdout.contains("\"region\": \"eu\""), "{stdout}");
     assert!(app.sim.simulator.requests().is_empty());
     assert!(!app.dir.path().join("journal.db").exists());
@@ -538,7 +561,10 @@ async fn secrets_never_appear_in_logs_at_trace_level() {
     };
     let app = app(sim, &schedule(4, 1), "").await;
     let mut logs = String::new();
-    for args in [&["backfill", "weekly"][..], &["backfill", "weekly", "--dry-run"]] {
+    for args in [
+        &["backfill", "weekly"][..],
+        &["backfill", "weekly", "--dry-run"],
+    ] {
         let output = command(&app.config_path, args)
             .env("RUST_LOG", "trace")
             .output()
@@ -571,13 +597,19 @@ async fn secrets_never_appear_in_logs_at_trace_level() {
     ];
     secrets.extend(tokens);
     for secret in &secrets {
-        assert!(!logs.contains(secret.as_str()), "`{secret}` appeared in the logs");
+        assert!(
+            !logs.contains(secret.as_str()),
+            "`{secret}` appeared in the logs"
+        );
     }
 
     let settings =
         chronicle::settings::Settings::load(&app.config_path, true).expect("the config loads");
     let debug = format!("{settings:?}");
     for secret in &secrets[..3] {
-        assert!(!debug.contains(secret.as_str()), "`{secret}` in Debug output");
+        assert!(
+            !debug.contains(secret.as_str()),
+            "`{secret}` in Debug output"
+        );
     }
 }

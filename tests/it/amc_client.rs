@@ -140,7 +140,11 @@ async fn server_errors_are_retried_only_as_often_as_configured() {
 #[tokio::test]
 async fn client_errors_are_not_retried_and_carry_amcs_own_message() {
     let h = harness(slow(), "").await;
-    let error = h.client.get(INSTANCE, "no-such-execution").await.unwrap_err();
+    let error = h
+        .client
+        .get(INSTANCE, "no-such-execution")
+        .await
+        .unwrap_err();
     match &error {
         ApiError::Refused {
             status: 404,
@@ -159,7 +163,11 @@ async fn client_errors_are_not_retried_and_carry_amcs_own_message() {
     let error = h.client.create(INSTANCE, &bad).await.unwrap_err();
     assert!(error.to_string().contains("Mars/Olympus"), "{error}");
     let creates = calls_to(&h, "/workflowExecutions");
-    assert_eq!(creates, [("POST".to_owned(), 400)], "refused once, not retried");
+    assert_eq!(
+        creates,
+        [("POST".to_owned(), 400)],
+        "refused once, not retried"
+    );
 }
 
 #[tokio::test]
@@ -180,7 +188,13 @@ async fn a_refused_token_is_refreshed_once_and_the_call_repeated() {
         .simulator
         .requests()
         .into_iter()
-        .map(|r| (r.method, r.path.rsplit('/').next().unwrap().to_owned(), r.status))
+        .map(|r| {
+            (
+                r.method,
+                r.path.rsplit('/').next().unwrap().to_owned(),
+                r.status,
+            )
+        })
         .collect();
     let id = created.workflow_execution_id.as_str();
     let expected: Vec<(String, String, u16)> = [
@@ -266,7 +280,10 @@ async fn malformed_answers_are_errors_that_name_what_was_wrong() {
         messages.push(error.to_string());
     }
     let said = |needle: &str| messages.iter().any(|m| m.contains(needle));
-    assert!(said("<!DOCTYPE html>"), "a gateway page is quoted: {messages:?}");
+    assert!(
+        said("<!DOCTYPE html>"),
+        "a gateway page is quoted: {messages:?}"
+    );
     assert!(said("missing field `workflowExecutionId`"), "{messages:?}");
     assert!(said("invalid type"), "{messages:?}");
     assert!(said("Internal hiccup"), "{messages:?}");
