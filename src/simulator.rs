@@ -93,6 +93,8 @@ pub struct Faults {
     pub results_delay: Duration,
     /// Result files are sent in 8 KiB pieces with this pause between them.
     pub slow_download: Duration,
+    /// Every API call is answered this late, so client timeouts can fire.
+    pub latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -1036,6 +1038,10 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
     } else {
         (request, None)
     };
+    let latency = sim.state().faults.latency;
+    if !latency.is_zero() && path.starts_with("/amc/") {
+        tokio::time::sleep(latency).await;
+    }
     let response = next.run(request).await;
     let status = match response.extensions().get::<AnswerDropped>() {
         Some(_) => 0,

@@ -351,3 +351,29 @@ async fn cancel_puts_cancelled_and_a_finished_execution_cannot_be_cancelled() {
     assert!(again.to_string().contains("cannot be cancelled"), "{again}");
     assert_eq!(h.sim.simulator.violations().len(), 1);
 }
+
+#[tokio::test]
+async fn a_call_that_times_out_is_retried_then_reported_as_no_answer() {
+    let h = harness(slow(), "request_timeout = \"100ms\"\nretry_attempts = 3").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.set_faults(Faults {
+        latency: Duration::from_secs(2),
+        ..Faults::default()
+    });
+    let id = &created.workflow_execution_id;
+    let started = std::time::Instant::now();
+    let error = h.client.get(INSTANCE, id).await.unwrap_err();
+    assert_eq!(error.class(), "no_answer", "{error}");
+    // Three tries of at least the timeout each.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    h.sim.simulator.set_faults(Faults::default());
+    assert_eq!(
+        h.client.get(INSTANCE, id).await.unwrap().status,
+        Status::Pending
+    );
+}
