@@ -339,7 +339,7 @@ impl<A: Api> WeekRun<A> {
             return Ok(Ok(()));
         }
         loop {
-            let foreign = match self.foreign_live().await {
+            let foreign = match self.foreign_live().await? {
                 Ok(count) => count,
                 Err(ApiError::Auth(why)) => return Err(RunError::Auth(ApiError::Auth(why))),
                 Err(e) => {
@@ -359,8 +359,9 @@ impl<A: Api> WeekRun<A> {
         }
     }
 
-    /// PENDING or RUNNING executions of the instance no attempt owns.
-    async fn foreign_live(&self) -> Result<usize, ApiError> {
+    /// PENDING or RUNNING executions of the instance no attempt owns. The
+    /// outer error is the journal's, the inner one AMC's.
+    async fn foreign_live(&self) -> Result<Result<usize, ApiError>, JournalError> {
         let mut query = ListQuery {
             workflow_id: String::new(),
             min_creation_time: chrono::Utc::now() - FOREIGN_LOOKBACK,
@@ -368,21 +369,24 @@ impl<A: Api> WeekRun<A> {
         };
         let mut count = 0;
         loop {
-            let page = self.api.list(&self.instance_id, &query).await?;
+            let page = match self.api.list(&self.instance_id, &query).await {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(e)),
+            };
             for execution in page.executions {
                 let live = matches!(execution.status, Status::Pending | Status::Running);
-                let ours = self
-                    .journal
-                    .attempt_owning(&execution.workflow_execution_id)
-                    .map_err(|e| ApiError::Malformed(e.to_string()))?
-                    .is_some();
-                if live && !ours {
+                if live
+                    && self
+                        .journal
+                        .attempt_owning(&execution.workflow_execution_id)?
+                        .is_none()
+                {
                     count += 1;
                 }
             }
             match page.next_token {
                 Some(token) => query.next_token = Some(token),
-                None => return Ok(count),
+                None => return Ok(Ok(count)),
             }
         }
     }
@@ -485,7 +489,7 @@ impl<A: Api> WeekRun<A> {
                 }
             }
         }
-        match self.find_created(attempt).await {
+        match self.find_created(attempt).await? {
             Ok(Some(execution)) => {
                 tracing::info!(attempt = %attempt.id, execution = %execution.workflow_execution_id, "adopted the execution AMC created for this intent");
                 self.journal.record_submitted(attempt, &execution, true)?;
@@ -494,7 +498,7 @@ impl<A: Api> WeekRun<A> {
             Ok(None) => Ok(Some(Outcome::Abandoned(
                 "AMC lists no execution for this request".to_owned(),
             ))),
-            Err(RunError::Auth(e @ ApiError::Auth(_))) => Err(RunError::Auth(e)),
+            Err(e @ ApiError::Auth(_)) => Err(RunError::Auth(e)),
             Err(e) => Ok(Some(Outcome::Unresolved(format!(
                 "cannot tell whether AMC created attempt {}: {e}",
                 attempt.id
@@ -503,19 +507,22 @@ impl<A: Api> WeekRun<A> {
     }
 
     /// Lists the instance's executions of this workflow since the intent and
-    /// returns the one created for its window that no attempt owns yet.
-    async fn find_created(&self, attempt: &OpenAttempt) -> Result<Option<Execution>, RunError> {
+    /// returns the one created for its window that no attempt owns yet. The
+    /// outer error is the journal's, the inner one AMC's.
+    async fn find_created(
+        &self,
+        attempt: &OpenAttempt,
+    ) -> Result<Result<Option<Execution>, ApiError>, JournalError> {
         let mut query = ListQuery {
             workflow_id: attempt.request.workflow_id.clone(),
             min_creation_time: attempt.created_at - CLOCK_SKEW,
             next_token: None,
         };
         loop {
-            let page = self
-                .api
-                .list(&self.instance_id, &query)
-                .await
-                .map_err(RunError::Auth)?;
+            let page = match self.api.list(&self.instance_id, &query).await {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(e)),
+            };
             for execution in page.executions {
                 if execution.answers(&attempt.request)
                     && self
@@ -523,12 +530,12 @@ impl<A: Api> WeekRun<A> {
                         .attempt_owning(&execution.workflow_execution_id)?
                         .is_none()
                 {
-                    return Ok(Some(execution));
+                    return Ok(Ok(Some(execution)));
                 }
             }
             match page.next_token {
                 Some(token) => query.next_token = Some(token),
-                None => return Ok(None),
+                None => return Ok(Ok(None)),
             }
         }
     }

@@ -1081,6 +1081,10 @@ fn router(sim: Simulator) -> Router {
             "/_sim/requests",
             get(|State(sim): State<Simulator>| async move { Json(sim.requests()) }),
         )
+        .route(
+            "/_sim/violations",
+            get(|State(sim): State<Simulator>| async move { Json(sim.violations()) }),
+        )
         .with_state(sim)
 }
 
