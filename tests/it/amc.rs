@@ -613,3 +613,46 @@ async fn secrets_never_appear_in_logs_at_trace_level() {
         );
     }
 }
+
+/// Runs `chronicle backfill weekly` and returns its peak resident memory in
+/// KiB, as the kernel accounts it for the child (wait4's rusage).
+async fn peak_memory_of_backfill(app: &App) -> i64 {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"));
+    command
+        .arg("--config")
+        .arg(&app.config_path)
+        .args(["backfill", "weekly"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null());
+    let child = command.spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    tokio::task::spawn_blocking(move || {
+        let mut status = 0;
+        let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+        let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+        assert_eq!(waited, pid);
+        assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0);
+        drop(child);
+        usage.ru_maxrss
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_is_streamed_so_memory_does_not_grow_with_its_size() {
+    let mut peaks = Vec::new();
+    for rows in [5_000, 400_000] {
+        let sim = SimConfig {
+            rows_per_result: rows..=rows,
+            gzip_results: true,
+            result_parts: 2,
+            ..quick()
+        };
+        let app = app(sim, &schedule(1, 0), "").await;
+        peaks.push(peak_memory_of_backfill(&app).await);
+    }
+    // 400,000 rows are about 16 MB of CSV; none of it may be held at once.
+    let growth = peaks[1] - peaks[0];
+    assert!(growth < 6 * 1024, "peaks {peaks:?} KiB: grew {growth} KiB");
+}
