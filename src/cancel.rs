@@ -18,13 +18,22 @@ pub enum CancelError {
     )]
     NotFound(String),
     #[error("`{key}` matches {} open attempts ({}); name one by its attempt id", .matches.len(), .matches.join(", "))]
-    Ambiguous { key: String, matches: Vec<String> },
+    Ambiguous {
+        /// What the user typed.
+        key: String,
+        /// Each match, described so the user can pick one.
+        matches: Vec<String>,
+    },
     #[error(
         "attempt {0} has no AMC execution id yet (its create call is unsettled); run `chronicle backfill` to settle it first"
     )]
     NotSubmitted(Uuid),
     #[error("AMC did not cancel execution {execution}: {source}")]
-    Amc { execution: String, source: ApiError },
+    Amc {
+        /// The AMC execution id that was not cancelled.
+        execution: String,
+        source: ApiError,
+    },
     #[error(transparent)]
     Journal(#[from] JournalError),
 }
@@ -42,9 +51,13 @@ impl CancelError {
 /// What was cancelled, for the command's output.
 #[derive(Debug, Clone)]
 pub struct Cancelled {
+    /// The schedule's name.
     pub collection: String,
+    /// The week the attempt was for.
     pub week_start: NaiveDate,
+    /// The journal's attempt, now ended CANCELLED.
     pub attempt_id: Uuid,
+    /// What AMC cancelled.
     pub amc_execution_id: String,
     /// `pending` (a later run submits it again) or `failed`.
     pub week_status: &'static str,

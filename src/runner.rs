@@ -266,6 +266,7 @@ struct WeekRun<A> {
     /// Attempts this run may still see fail for the week.
     budget: u32,
     triggered_by: String,
+    /// Foreign counting, result limit and folder.
     options: RunOptions,
     /// The instance's slots, to know how many of ours are live.
     slots: Arc<Semaphore>,

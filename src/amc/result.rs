@@ -33,10 +33,14 @@ pub enum FetchError {
     Api(#[from] ApiError),
     /// Asking again gives the same bytes: the attempt has failed.
     #[error("the result is larger than amc.max_result_bytes ({limit} bytes decompressed)")]
-    TooLarge { limit: u64 },
+    TooLarge {
+        /// The configured limit, named in the message.
+        limit: u64,
+    },
     /// The copy under `amc.results_dir` could not be written.
     #[error("cannot keep the result as {}: {source}", path.display())]
     Keep {
+        /// The file that could not be written or renamed.
         path: PathBuf,
         source: std::io::Error,
     },
@@ -66,13 +70,19 @@ impl std::error::Error for OverLimit {}
 /// Hashes and counts the decompressed bytes as they stream past, and copies
 /// them to the kept file when there is one.
 struct Tally {
+    /// sha256 of the joined, decompressed result: the journal's checksum.
     sha: Sha256,
+    /// Newlines seen; the header line is subtracted at the end.
     lines: u64,
+    /// Decompressed bytes so far, checked against `max_bytes`.
     bytes: u64,
+    /// `amc.max_result_bytes`.
     max_bytes: u64,
+    /// Whether a part ended mid-line, so the next starts on a new one.
     last_byte: Option<u8>,
     /// Set for every part after the first: its header line is dropped.
     skip_header: bool,
+    /// The kept copy under `amc.results_dir`, if the user wants the data.
     copy: Option<BufWriter<File>>,
 }
 

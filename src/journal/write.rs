@@ -18,11 +18,13 @@ use crate::week;
 /// An open attempt `chronicle cancel` may end, with where it belongs.
 #[derive(Debug, Clone)]
 pub struct CancelTarget {
+    /// The attempt to end; its AMC id is what is cancelled.
     pub attempt: OpenAttempt,
     /// The collection's name, for the user.
     pub collection: String,
     /// Where the execution lives in AMC.
     pub instance_id: String,
+    /// For the user, and to tell several matches apart.
     pub week_start: NaiveDate,
 }
 

@@ -377,3 +377,29 @@ async fn a_call_that_times_out_is_retried_then_reported_as_no_answer() {
         Status::Pending
     );
 }
+
+#[tokio::test]
+async fn a_token_is_refreshed_before_it_expires_so_amc_never_refuses_it() {
+    let h = harness(
+        SimConfig {
+            token_lifetime: Duration::from_secs(2),
+            ..slow()
+        },
+        "",
+    )
+    .await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    // Past the refresh point (half of a short lifetime), before the expiry.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    h.client
+        .get(INSTANCE, &created.workflow_execution_id)
+        .await
+        .unwrap();
+    assert_eq!(calls_to(&h, "/auth/o2/token").len(), 2);
+    let requests = h.sim.simulator.requests();
+    assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
+}
