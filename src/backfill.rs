@@ -5,13 +5,15 @@
 //! Owns the sequence and its summary; Postgres being away is reported, not
 //! treated as a failure (the journal keeps every change).
 
-use chrono::Utc;
+use std::fmt::Write as _;
+
+use chrono::{NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::amc::Api;
-use crate::journal::{Journal, Plan};
+use crate::journal::{Journal, JournalError, Plan};
 use crate::reconciler::{self, SyncReport};
-use crate::runner::{Limits, RunError, RunReport, Runner};
+use crate::runner::{Limits, RunError, RunReport, Runner, request_for};
 use crate::schedule::Schedule;
 use crate::settings::Settings;
 
@@ -65,7 +67,8 @@ pub async fn run<A: Api + Clone + 'static>(
         crate::amc::client::http_client(),
         settings.amc.poll_interval,
         Limits::new(settings.amc.max_concurrent_executions),
-    );
+    )
+    .with_settings(&settings.amc);
     let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
     let bar = progress_bar(&schedule.name);
     let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;
@@ -93,4 +96,56 @@ pub async fn run<A: Api + Clone + 'static>(
         sync,
         pending_sync,
     })
+}
+
+/// `backfill --dry-run`: the weeks a run would work on today and the create
+/// body each new submission would send. Nothing is sent and the journal is
+/// left as it was: planning runs on a copy of it (or on an empty journal
+/// when there is none yet).
+pub fn dry_run(
+    settings: &Settings,
+    schedule: &Schedule,
+    today: NaiveDate,
+) -> Result<String, JournalError> {
+    let scratch = tempfile::tempdir().map_err(|e| JournalError::Invalid {
+        path: settings.journal.path.clone(),
+        what: format!("cannot make a scratch folder for the dry run: {e}"),
+    })?;
+    let copy = scratch.path().join("dry-run.db");
+    if settings.journal.path.exists() {
+        Journal::open(&settings.journal.path)?.copy_to(&copy)?;
+    }
+    let plan = Journal::open(&copy)?.plan(schedule, today)?;
+    let resumed = plan
+        .work
+        .iter()
+        .filter(|w| w.open_attempt.is_some())
+        .count();
+    let mut text = format!(
+        "dry run of {}: {} weeks would be submitted, {resumed} resumed; nothing was sent to AMC\n",
+        schedule.name,
+        plan.work.len() - resumed,
+    );
+    for item in &plan.work {
+        match &item.open_attempt {
+            Some(open) => {
+                let execution = open.amc_execution_id.as_deref().unwrap_or("not known yet");
+                let _ = writeln!(
+                    text,
+                    "week {}: resume attempt {} (AMC execution {execution})",
+                    item.week_start, open.id
+                );
+            }
+            None => {
+                let body = serde_json::to_string_pretty(&request_for(schedule, item.week_start))
+                    .unwrap_or_default();
+                let _ = writeln!(
+                    text,
+                    "week {}: POST /amc/reporting/{}/workflowExecutions\n{body}",
+                    item.week_start, schedule.instance_id
+                );
+            }
+        }
+    }
+    Ok(text)
 }

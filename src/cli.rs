@@ -50,6 +50,18 @@ pub enum Command {
     Backfill {
         /// The schedule's name (its `name` key, or its file name without .toml).
         schedule: String,
+        /// Print the weeks and the request bodies it would send; send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Cancel a live execution in AMC and journal it; the week goes back to
+    /// pending (a later run submits it again) unless --fail.
+    Cancel {
+        /// A week date (YYYY-MM-DD), an attempt id or an AMC execution id.
+        key: String,
+        /// Mark the week failed instead of pending.
+        #[arg(long)]
+        fail: bool,
     },
     /// Drain the journal's pending updates into Postgres once.
     Sync,
@@ -112,6 +124,9 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
                 cause.downcast_ref::<JournalError>(),
                 Some(JournalError::Foreign { .. })
             )
+            || cause
+                .downcast_ref::<crate::cancel::CancelError>()
+                .is_some_and(|e| e.is_bad_input())
     });
     ExitCode::from(if bad_input { 2 } else { 1 })
 }
@@ -134,7 +149,10 @@ fn outcome(ok: bool) -> ExitCode {
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match &cli.command {
         Command::Demo { dir } => Ok(outcome(crate::demo::run(dir).await?)),
-        Command::Backfill { schedule } => backfill_command(&settings(&cli)?, schedule).await,
+        Command::Backfill { schedule, dry_run } => {
+            backfill_command(&settings(&cli)?, schedule, *dry_run).await
+        }
+        Command::Cancel { key, fail } => cancel_command(&settings(&cli)?, key, *fail).await,
         Command::Sync => sync_command(&settings(&cli)?).await,
         Command::Migrate => {
             let settings = settings(&cli)?;
@@ -227,15 +245,36 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn backfill_command(settings: &Settings, name: &str) -> anyhow::Result<ExitCode> {
+async fn backfill_command(
+    settings: &Settings,
+    name: &str,
+    dry_run: bool,
+) -> anyhow::Result<ExitCode> {
     let today = Utc::now().date_naive();
     let schedule = schedule::find(&settings.schedules.dir, name, today)?;
+    if dry_run {
+        let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+        print!("{}", backfill::dry_run(settings, &schedule, today)?);
+        return Ok(ExitCode::SUCCESS);
+    }
     settings.require_amc_credentials()?;
     let journal = Journal::open(&settings.journal.path)?;
     let api = Client::new(&settings.amc, http_client());
     let summary = backfill::run(settings, &journal, api, &schedule, "backfill").await?;
     print!("{}", report::backfill(&schedule.name, &summary));
     Ok(outcome(summary.report.failed.is_empty()))
+}
+
+async fn cancel_command(settings: &Settings, key: &str, fail: bool) -> anyhow::Result<ExitCode> {
+    settings.require_amc_credentials()?;
+    let journal = Journal::open(&settings.journal.path)?;
+    let api = Client::new(&settings.amc, http_client());
+    let done = crate::cancel::cancel(&journal, &api, key, fail).await?;
+    println!(
+        "cancelled AMC execution {} ({} week {}, attempt {}); the week is now {}",
+        done.amc_execution_id, done.collection, done.week_start, done.attempt_id, done.week_status
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow::Result<ExitCode> {

@@ -5,6 +5,7 @@
 
 pub mod amc;
 pub mod backfill;
+pub mod cancel;
 pub mod cli;
 pub mod daemon;
 pub mod demo;

@@ -7,6 +7,7 @@
 //! does) and never decides which weeks are due (planning does).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::amc::result::{FetchError, FetchOptions};
 use crate::amc::{self, Api, ApiError, CreateExecution, Execution, ListQuery, Status};
 use crate::journal::{Journal, JournalError, OpenAttempt, Phase, Plan, WorkItem};
 use crate::schedule::Schedule;
@@ -24,8 +26,21 @@ use crate::week;
 /// still considered for adoption: host and AMC clocks disagree a little.
 const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
 
-/// A result that is not downloadable yet is asked for this many times.
+/// A download that fails is tried this many times before the week is left
+/// for the next run (the attempt stays open, nothing is lost).
 const DOWNLOAD_TRIES: u32 = 5;
+
+/// A result AMC says is "unavailable for download" yet is asked for this
+/// many times, a poll interval apart: it normally appears within moments.
+const RESULT_WAITS: u32 = 100;
+
+/// Polls answered with something unreadable in a row before the week is
+/// left for the next run: one garbled answer is a gateway's hiccup.
+const MALFORMED_POLLS: u32 = 5;
+
+/// Executions chronicle did not start are looked for this far back: AMC
+/// ends every execution well within it.
+const FOREIGN_LOOKBACK: chrono::Duration = chrono::Duration::days(2);
 
 /// Abandoned attempts cost nothing in AMC, so they do not use up a week's
 /// retries; this bound only stops a create that never takes from looping.
@@ -56,6 +71,9 @@ enum Outcome {
     Failed {
         status: Status,
         message: String,
+        /// False when a new attempt would fail the same way (AMC refused
+        /// the request itself, the result is over the size limit).
+        retryable: bool,
     },
     /// AMC has no execution for the intent: nothing ran, nothing was paid.
     Abandoned(String),
@@ -95,6 +113,29 @@ pub struct Runner<A> {
     http: reqwest::Client,
     poll_interval: Duration,
     limits: Limits,
+    /// The `[amc]` choices beyond polling and limits.
+    options: RunOptions,
+}
+
+/// What `[amc]` says about foreign executions and results.
+#[derive(Debug, Clone)]
+struct RunOptions {
+    /// `amc.count_foreign_executions`.
+    count_foreign: bool,
+    /// `amc.max_result_bytes`.
+    max_result_bytes: u64,
+    /// `amc.results_dir`.
+    results_dir: Option<PathBuf>,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        RunOptions {
+            count_foreign: false,
+            max_result_bytes: u64::MAX,
+            results_dir: None,
+        }
+    }
 }
 
 impl<A: Api + Clone + 'static> Runner<A> {
@@ -111,7 +152,19 @@ impl<A: Api + Clone + 'static> Runner<A> {
             http,
             poll_interval,
             limits,
+            options: RunOptions::default(),
         }
+    }
+
+    /// Takes foreign-execution counting, the result size limit and the
+    /// results folder from `[amc]`.
+    pub fn with_settings(mut self, amc: &crate::settings::AmcSettings) -> Runner<A> {
+        self.options = RunOptions {
+            count_foreign: amc.count_foreign_executions,
+            max_result_bytes: amc.max_result_bytes,
+            results_dir: amc.results_dir.clone(),
+        };
+        self
     }
 
     /// Plans `schedule` in the journal for `today` and runs every week that
@@ -154,6 +207,9 @@ impl<A: Api + Clone + 'static> Runner<A> {
                 request: request_for(schedule, item.week_start),
                 budget: schedule.max_retries + 1,
                 triggered_by: triggered_by.to_owned(),
+                options: self.options.clone(),
+                slots: slots.clone(),
+                limit: self.limits.per_instance,
             };
             let slots = slots.clone();
             let progress = progress.clone();
@@ -210,6 +266,12 @@ struct WeekRun<A> {
     /// Attempts this run may still see fail for the week.
     budget: u32,
     triggered_by: String,
+    /// Foreign counting, result limit and folder.
+    options: RunOptions,
+    /// The instance's slots, to know how many of ours are live.
+    slots: Arc<Semaphore>,
+    /// `amc.max_concurrent_executions`.
+    limit: usize,
 }
 
 impl<A: Api> WeekRun<A> {
@@ -222,20 +284,28 @@ impl<A: Api> WeekRun<A> {
     ) -> Result<Option<String>, RunError> {
         let (mut attempt, mut fresh) = match resumed {
             Some(open) => (open, false),
-            None => (
-                self.journal
-                    .record_intent(week_id, &self.request, &self.triggered_by)?,
-                true,
-            ),
+            None => {
+                if let Err(reason) = self.wait_for_room().await? {
+                    return Ok(Some(reason));
+                }
+                let intent =
+                    self.journal
+                        .record_intent(week_id, &self.request, &self.triggered_by)?;
+                (intent, true)
+            }
         };
         let mut abandoned = 0;
         loop {
             match self.see_through(&mut attempt, fresh).await? {
                 Outcome::Succeeded => return Ok(None),
                 Outcome::Unresolved(reason) => return Ok(Some(reason)),
-                Outcome::Failed { status, message } => {
+                Outcome::Failed {
+                    status,
+                    message,
+                    retryable,
+                } => {
                     self.budget = self.budget.saturating_sub(1);
-                    let retry = self.budget > 0;
+                    let retry = retryable && self.budget > 0;
                     tracing::warn!(week = %week_id, attempt = %attempt.id, %message, retry, "attempt failed");
                     self.journal
                         .record_failed(&attempt, status, &message, retry)?;
@@ -251,10 +321,74 @@ impl<A: Api> WeekRun<A> {
                     }
                 }
             }
+            if let Err(reason) = self.wait_for_room().await? {
+                return Ok(Some(reason));
+            }
             attempt = self
                 .journal
                 .record_intent(week_id, &self.request, &self.triggered_by)?;
             fresh = true;
+        }
+    }
+
+    /// With `amc.count_foreign_executions`, waits until our live weeks plus
+    /// the executions others started in the instance leave room for one
+    /// more. `Ok(Err(reason))` when AMC cannot be asked: nothing is
+    /// submitted blind.
+    async fn wait_for_room(&self) -> Result<Result<(), String>, RunError> {
+        if !self.options.count_foreign {
+            return Ok(Ok(()));
+        }
+        loop {
+            let foreign = match self.foreign_live().await? {
+                Ok(count) => count,
+                Err(ApiError::Auth(why)) => return Err(RunError::Auth(ApiError::Auth(why))),
+                Err(e) => {
+                    return Ok(Err(format!(
+                        "cannot count the executions others run in instance {}: {e}",
+                        self.instance_id
+                    )));
+                }
+            };
+            // Our own slot is among those in use.
+            let ours = self.limit - self.slots.available_permits();
+            if ours + foreign <= self.limit {
+                return Ok(Ok(()));
+            }
+            tracing::info!(instance = %self.instance_id, ours, foreign, limit = self.limit, "instance full with executions chronicle did not start; waiting");
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+
+    /// PENDING or RUNNING executions of the instance no attempt owns. The
+    /// outer error is the journal's, the inner one AMC's.
+    async fn foreign_live(&self) -> Result<Result<usize, ApiError>, JournalError> {
+        let mut query = ListQuery {
+            workflow_id: String::new(),
+            min_creation_time: chrono::Utc::now() - FOREIGN_LOOKBACK,
+            next_token: None,
+        };
+        let mut count = 0;
+        loop {
+            let page = match self.api.list(&self.instance_id, &query).await {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(e)),
+            };
+            for execution in page.executions {
+                let live = matches!(execution.status, Status::Pending | Status::Running);
+                if live
+                    && self
+                        .journal
+                        .attempt_owning(&execution.workflow_execution_id)?
+                        .is_none()
+                {
+                    count += 1;
+                }
+            }
+            match page.next_token {
+                Some(token) => query.next_token = Some(token),
+                None => return Ok(Ok(count)),
+            }
         }
     }
 
@@ -274,6 +408,7 @@ impl<A: Api> WeekRun<A> {
                 attempt.id
             )));
         };
+        let mut malformed = 0;
         loop {
             match attempt.amc_status {
                 Some(Status::Succeeded) => return self.collect(attempt, &execution_id).await,
@@ -281,6 +416,7 @@ impl<A: Api> WeekRun<A> {
                     return Ok(Outcome::Failed {
                         status,
                         message: format!("AMC execution {execution_id} ended {}", status.as_str()),
+                        retryable: true,
                     });
                 }
                 _ => {}
@@ -288,21 +424,30 @@ impl<A: Api> WeekRun<A> {
             tokio::time::sleep(self.poll_interval).await;
             match self.api.get(&self.instance_id, &execution_id).await {
                 Ok(execution) => {
+                    malformed = 0;
                     self.journal.record_status(attempt, execution.status)?;
                     if execution.status.is_terminal() && execution.status != Status::Succeeded {
+                        let ended = format!(
+                            "AMC execution {execution_id} ended {}",
+                            execution.status.as_str()
+                        );
                         return Ok(Outcome::Failed {
                             status: execution.status,
-                            message: execution.reason().unwrap_or_else(|| {
-                                format!(
-                                    "AMC execution {execution_id} ended {}",
-                                    execution.status.as_str()
-                                )
-                            }),
+                            message: match execution.reason() {
+                                Some(reason) => format!("{ended}: {reason}"),
+                                None => ended,
+                            },
+                            retryable: true,
                         });
                     }
                 }
+                Err(e @ ApiError::Auth(_)) => return Err(RunError::Auth(e)),
                 Err(e) if e.is_transient() => {
                     tracing::warn!(execution = %execution_id, error = %e, "polling failed; will poll again");
+                }
+                Err(e @ ApiError::Malformed(_)) if malformed + 1 < MALFORMED_POLLS => {
+                    malformed += 1;
+                    tracing::warn!(execution = %execution_id, error = %e, "unreadable answer to a poll; will poll again");
                 }
                 Err(e) => {
                     return Ok(Outcome::Unresolved(format!(
@@ -332,9 +477,12 @@ impl<A: Api> WeekRun<A> {
                     return Ok(Some(Outcome::Abandoned(e.to_string())));
                 }
                 Err(e @ ApiError::Refused { status, .. }) if status < 500 => {
+                    // AMC refused the request itself: the same body would be
+                    // refused again, so no new attempt is made.
                     return Ok(Some(Outcome::Failed {
                         status: Status::Rejected,
                         message: e.to_string(),
+                        retryable: false,
                     }));
                 }
                 Err(e) => {
@@ -342,7 +490,7 @@ impl<A: Api> WeekRun<A> {
                 }
             }
         }
-        match self.find_created(attempt).await {
+        match self.find_created(attempt).await? {
             Ok(Some(execution)) => {
                 tracing::info!(attempt = %attempt.id, execution = %execution.workflow_execution_id, "adopted the execution AMC created for this intent");
                 self.journal.record_submitted(attempt, &execution, true)?;
@@ -351,6 +499,7 @@ impl<A: Api> WeekRun<A> {
             Ok(None) => Ok(Some(Outcome::Abandoned(
                 "AMC lists no execution for this request".to_owned(),
             ))),
+            Err(e @ ApiError::Auth(_)) => Err(RunError::Auth(e)),
             Err(e) => Ok(Some(Outcome::Unresolved(format!(
                 "cannot tell whether AMC created attempt {}: {e}",
                 attempt.id
@@ -359,19 +508,22 @@ impl<A: Api> WeekRun<A> {
     }
 
     /// Lists the instance's executions of this workflow since the intent and
-    /// returns the one created for its window that no attempt owns yet.
-    async fn find_created(&self, attempt: &OpenAttempt) -> Result<Option<Execution>, RunError> {
+    /// returns the one created for its window that no attempt owns yet. The
+    /// outer error is the journal's, the inner one AMC's.
+    async fn find_created(
+        &self,
+        attempt: &OpenAttempt,
+    ) -> Result<Result<Option<Execution>, ApiError>, JournalError> {
         let mut query = ListQuery {
             workflow_id: attempt.request.workflow_id.clone(),
             min_creation_time: attempt.created_at - CLOCK_SKEW,
             next_token: None,
         };
         loop {
-            let page = self
-                .api
-                .list(&self.instance_id, &query)
-                .await
-                .map_err(RunError::Auth)?;
+            let page = match self.api.list(&self.instance_id, &query).await {
+                Ok(page) => page,
+                Err(e) => return Ok(Err(e)),
+            };
             for execution in page.executions {
                 if execution.answers(&attempt.request)
                     && self
@@ -379,12 +531,12 @@ impl<A: Api> WeekRun<A> {
                         .attempt_owning(&execution.workflow_execution_id)?
                         .is_none()
                 {
-                    return Ok(Some(execution));
+                    return Ok(Ok(Some(execution)));
                 }
             }
             match page.next_token {
                 Some(token) => query.next_token = Some(token),
-                None => return Ok(None),
+                None => return Ok(Ok(None)),
             }
         }
     }
@@ -395,17 +547,31 @@ impl<A: Api> WeekRun<A> {
         attempt: &OpenAttempt,
         execution_id: &str,
     ) -> Result<Outcome, RunError> {
-        let mut last_error = String::new();
-        for _ in 0..DOWNLOAD_TRIES {
+        let options = FetchOptions {
+            max_bytes: self.options.max_result_bytes,
+            keep_as: match &self.options.results_dir {
+                None => None,
+                Some(dir) => match kept_file_name(execution_id) {
+                    Some(name) => Some(dir.join(name)),
+                    None => {
+                        return Ok(Outcome::Unresolved(format!(
+                            "AMC execution id {execution_id:?} cannot name a file in amc.results_dir"
+                        )));
+                    }
+                },
+            },
+        };
+        let (mut failures, mut waits) = (0, 0);
+        loop {
             let fetched = match self
                 .api
                 .download_urls(&self.instance_id, execution_id)
                 .await
             {
-                Ok(urls) => amc::result::fetch(&self.http, &urls).await,
-                Err(e) => Err(e),
+                Ok(urls) => amc::result::fetch(&self.http, &urls, &options).await,
+                Err(e) => Err(FetchError::Api(e)),
             };
-            match fetched {
+            let error = match fetched {
                 Ok(summary) => {
                     self.journal.record_succeeded(
                         attempt,
@@ -414,15 +580,42 @@ impl<A: Api> WeekRun<A> {
                     )?;
                     return Ok(Outcome::Succeeded);
                 }
-                Err(e) => {
-                    tracing::warn!(execution = %execution_id, error = %e, "result not downloadable yet");
-                    last_error = e.to_string();
-                    tokio::time::sleep(self.poll_interval).await;
+                Err(e @ FetchError::TooLarge { .. }) => {
+                    return Ok(Outcome::Failed {
+                        status: Status::Succeeded,
+                        message: format!("AMC execution {execution_id}: {e}"),
+                        retryable: false,
+                    });
                 }
+                Err(e @ FetchError::Keep { .. }) => {
+                    return Ok(Outcome::Unresolved(e.to_string()));
+                }
+                Err(FetchError::Api(e @ ApiError::Auth(_))) => return Err(RunError::Auth(e)),
+                Err(FetchError::Api(e)) => e,
+            };
+            let spent = if error.is_result_pending() {
+                waits += 1;
+                waits >= RESULT_WAITS
+            } else {
+                failures += 1;
+                failures >= DOWNLOAD_TRIES
+            };
+            if spent {
+                return Ok(Outcome::Unresolved(format!(
+                    "the result of AMC execution {execution_id} could not be downloaded: {error}"
+                )));
             }
+            tracing::warn!(execution = %execution_id, error = %error, "result not downloadable yet");
+            tokio::time::sleep(self.poll_interval).await;
         }
-        Ok(Outcome::Unresolved(format!(
-            "the result of AMC execution {execution_id} could not be downloaded: {last_error}"
-        )))
     }
+}
+
+/// `<id>.csv` when the id is safe as a file name (AMC's are UUIDs).
+fn kept_file_name(execution_id: &str) -> Option<String> {
+    let safe = !execution_id.is_empty()
+        && execution_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    safe.then(|| format!("{execution_id}.csv"))
 }

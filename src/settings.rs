@@ -69,6 +69,44 @@ pub struct AmcSettings {
     /// Executions take 15 minutes or more; polling faster buys nothing.
     #[serde(with = "humantime_serde")]
     pub poll_interval: Duration,
+    /// Executions chronicle did not start (another tool, a person in the
+    /// console) share the instance's limit; counting them avoids being
+    /// refused by AMC for going over it.
+    pub count_foreign_executions: bool,
+    /// Tries per API call, the first included, for throttling, 5xx,
+    /// timeouts and connection errors.
+    pub retry_attempts: u32,
+    /// No retry of a call starts later than this after its first try, so
+    /// an outage turns into a clear error instead of an endless wait.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_elapsed: Duration,
+    /// Ceiling of the first backoff (doubled each retry, full jitter).
+    #[serde(with = "humantime_serde")]
+    pub retry_min_delay: Duration,
+    /// Cap of the doubling backoff.
+    #[serde(with = "humantime_serde")]
+    pub retry_max_delay: Duration,
+    /// One API call may take this long before its outcome counts as unknown.
+    #[serde(with = "humantime_serde")]
+    pub request_timeout: Duration,
+    /// Decompressed bytes one result may have; a bigger one fails the
+    /// attempt rather than filling the disk or running for hours.
+    pub max_result_bytes: u64,
+    /// When set, each result is kept as `<AMC execution id>.csv` here, for
+    /// users who want the data itself, not only its count and checksum.
+    /// Relative to the config file's folder.
+    pub results_dir: Option<PathBuf>,
+}
+
+impl AmcSettings {
+    pub fn retry_policy(&self) -> crate::amc::retry::RetryPolicy {
+        crate::amc::retry::RetryPolicy {
+            attempts: self.retry_attempts,
+            max_elapsed: self.retry_max_elapsed,
+            min_delay: self.retry_min_delay,
+            max_delay: self.retry_max_delay,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -130,6 +168,13 @@ struct DefaultAmc {
     marketplace_id: &'static str,
     max_concurrent_executions: usize,
     poll_interval: &'static str,
+    count_foreign_executions: bool,
+    retry_attempts: u32,
+    retry_max_elapsed: &'static str,
+    retry_min_delay: &'static str,
+    retry_max_delay: &'static str,
+    request_timeout: &'static str,
+    max_result_bytes: u64,
 }
 
 #[derive(Serialize)]
@@ -158,6 +203,13 @@ const DEFAULTS: Defaults = Defaults {
         marketplace_id: "",
         max_concurrent_executions: 10,
         poll_interval: "30s",
+        count_foreign_executions: false,
+        retry_attempts: 6,
+        retry_max_elapsed: "2m",
+        retry_min_delay: "500ms",
+        retry_max_delay: "30s",
+        request_timeout: "60s",
+        max_result_bytes: 10 * 1024 * 1024 * 1024,
     },
     postgres: DefaultPostgres { url: "" },
     reconciler: DefaultReconciler {
@@ -193,6 +245,12 @@ impl Settings {
             .unwrap_or(Path::new("."));
         settings.journal.path = base.join(&settings.journal.path);
         settings.schedules.dir = base.join(&settings.schedules.dir);
+        settings.amc.results_dir = settings
+            .amc
+            .results_dir
+            .take()
+            .filter(|path| !path.as_os_str().is_empty())
+            .map(|path| base.join(path));
         // An empty value (say, an exported but blank variable) means unset.
         settings.postgres.ca_file = settings
             .postgres
@@ -217,6 +275,21 @@ impl Settings {
         }
         if self.amc.poll_interval.is_zero() {
             return invalid("amc.poll_interval", "must be longer than zero");
+        }
+        if self.amc.retry_attempts == 0 {
+            return invalid("amc.retry_attempts", "must be at least 1 (the first try)");
+        }
+        if self.amc.retry_min_delay > self.amc.retry_max_delay {
+            return invalid(
+                "amc.retry_min_delay",
+                "must not be longer than amc.retry_max_delay",
+            );
+        }
+        if self.amc.request_timeout.is_zero() {
+            return invalid("amc.request_timeout", "must be longer than zero");
+        }
+        if self.amc.max_result_bytes == 0 {
+            return invalid("amc.max_result_bytes", "must be at least 1");
         }
         if self.reconciler.interval.is_zero() {
             return invalid("reconciler.interval", "must be longer than zero");

@@ -12,12 +12,13 @@ use std::time::Duration;
 
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, Uri, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, TimeZone, Utc};
+use futures_util::StreamExt;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
@@ -61,6 +62,39 @@ pub struct SimConfig {
     pub client_secret: String,
     /// The long-lived token chronicle is configured with.
     pub refresh_token: String,
+    /// Share of executions AMC refuses to run (REJECTED, with a reason).
+    pub rejected_rate: f64,
+    /// Live executions one instance accepts; a create beyond it is refused
+    /// with 429 and recorded as a rule the client broke.
+    pub concurrency_limit: usize,
+    /// HTTP-level faults; changeable while serving (`set_faults`).
+    pub faults: Faults,
+}
+
+/// Faults of the HTTP API, drawn per request. Rates are shares in 0..=1.
+#[derive(Clone, Debug, Default)]
+pub struct Faults {
+    /// Share of API calls answered 429 with `Retry-After: retry_after_secs`.
+    pub throttle_rate: f64,
+    /// What a throttled caller is told to wait, in whole seconds.
+    pub retry_after_secs: u64,
+    /// Share of API calls answered 500/502/503/504. A create so answered
+    /// was carried out first, like a gateway timing out behind AMC's back.
+    pub server_error_rate: f64,
+    /// Share of API calls answered 200 with a body that is not the
+    /// documented shape (not JSON, a gateway's HTML, missing or mistyped
+    /// fields). A create so answered was carried out first.
+    pub malformed_rate: f64,
+    /// Execution objects come as `{"workflowExecution":{...}}`.
+    pub wrapped_bodies: bool,
+    /// Running executions report a status word no client knows yet.
+    pub novel_status: bool,
+    /// After SUCCEEDED, result links are "unavailable for download" this long.
+    pub results_delay: Duration,
+    /// Result files are sent in 8 KiB pieces with this pause between them.
+    pub slow_download: Duration,
+    /// Every API call is answered this late, so client timeouts can fire.
+    pub latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -78,6 +112,9 @@ impl Default for SimConfig {
             client_id: "sim-client".into(),
             client_secret: "sim-secret".into(),
             refresh_token: "sim-refresh".into(),
+            rejected_rate: 0.0,
+            concurrency_limit: 10,
+            faults: Faults::default(),
         }
     }
 }
@@ -102,6 +139,10 @@ pub struct RequestRecord {
     pub method: String,
     /// URI path without the query string.
     pub path: String,
+    /// The query string, e.g. list filters and `nextToken`.
+    pub query: String,
+    /// The body of API calls (never of the token endpoint: it holds secrets).
+    pub body: Option<String>,
     /// Status answered; 0 when the connection was dropped without an answer.
     pub status: u16,
 }
@@ -134,6 +175,13 @@ struct SimState {
     rng: StdRng,
     /// Where result URLs point; known only once a listener is bound.
     base_url: Option<String>,
+    /// The HTTP faults in force.
+    faults: Faults,
+    /// Throttled requests (method, URI and body) and until when their
+    /// `Retry-After` asked the caller to wait before sending them again.
+    throttled: HashMap<String, Instant>,
+    /// Requests that broke the API's rules, described.
+    violations: Vec<String>,
 }
 
 struct Tracked {
@@ -146,32 +194,53 @@ struct Tracked {
     /// `lastUpdatedTime`; truncated to the milliseconds AMC reports.
     created_utc: DateTime<Utc>,
     /// Decided at creation so the outcome does not depend on polling order.
-    fails: bool,
+    end: Status,
+    /// Set by a cancel while PENDING or RUNNING: the status from then on.
+    cancelled: Option<DateTime<Utc>>,
 }
 
 impl Tracked {
     fn current(&self, duration: Duration, now: Instant) -> Execution {
+        let mut execution = self.entry.execution.clone();
+        if let Some(at) = self.cancelled {
+            execution.status = Status::Cancelled;
+            execution.last_updated_time = Some(timestamp(at));
+            execution.status_reason = Some("cancelled by request".into());
+            return execution;
+        }
         let elapsed = now.saturating_duration_since(self.created);
-        let (status, since) = if elapsed >= duration {
-            let end = if self.fails {
-                Status::Failed
-            } else {
-                Status::Succeeded
-            };
-            (end, duration)
+        // A rejection comes early: AMC refuses before running anything.
+        let ends_after = if self.end == Status::Rejected {
+            duration / 10
+        } else {
+            duration
+        };
+        let (status, since) = if elapsed >= ends_after {
+            (self.end, ends_after)
         } else if elapsed >= duration / 10 {
             (Status::Running, duration / 10)
         } else {
             (Status::Pending, Duration::ZERO)
         };
-        let mut execution = self.entry.execution.clone();
         execution.status = status;
         let since = chrono::Duration::from_std(since).unwrap_or_default();
         execution.last_updated_time = Some(timestamp(self.created_utc + since));
-        if status == Status::Failed {
-            execution.failure_reason = Some("simulated failure: query ran out of memory".into());
+        match status {
+            Status::Failed => {
+                execution.failure_reason =
+                    Some("simulated failure: query ran out of memory".into());
+            }
+            Status::Rejected => {
+                execution.status_reason =
+                    Some("simulated rejection: the query failed validation".into());
+            }
+            _ => {}
         }
         execution
+    }
+
+    fn is_live(&self, duration: Duration, now: Instant) -> bool {
+        !self.current(duration, now).status.is_terminal()
     }
 }
 
@@ -185,6 +254,9 @@ impl Simulator {
             requests: Vec::new(),
             rng,
             base_url: None,
+            faults: config.faults.clone(),
+            throttled: HashMap::new(),
+            violations: Vec::new(),
         };
         Simulator {
             inner: Arc::new(Inner {
@@ -203,6 +275,91 @@ impl Simulator {
     /// Every HTTP request received except reads of the ledger and this record.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.state().requests.clone()
+    }
+
+    /// Requests that broke the API's rules: over the concurrency limit,
+    /// sooner than a `Retry-After`, API headers on a presigned URL, missing
+    /// account headers, cancelling a finished execution. Empty for a
+    /// well-behaved client.
+    pub fn violations(&self) -> Vec<String> {
+        self.state().violations.clone()
+    }
+
+    /// Every access token the token endpoint issued, so tests can look for
+    /// them where they must not be.
+    pub fn issued_tokens(&self) -> Vec<String> {
+        self.state().tokens.keys().cloned().collect()
+    }
+
+    /// Forgets every issued access token, as if they had all expired: the
+    /// next API call is answered 401.
+    pub fn revoke_tokens(&self) {
+        let now = Instant::now();
+        for expiry in self.state().tokens.values_mut() {
+            *expiry = now;
+        }
+    }
+
+    /// Changes the HTTP faults from now on.
+    pub fn set_faults(&self, faults: Faults) {
+        self.state().faults = faults;
+    }
+
+    /// Executions of `instance_id` still PENDING or RUNNING.
+    pub fn live_executions(&self, instance_id: &str) -> usize {
+        let duration = self.config().execution_duration;
+        let now = Instant::now();
+        let state = self.state();
+        state
+            .executions
+            .iter()
+            .filter(|t| t.entry.instance_id == instance_id && t.is_live(duration, now))
+            .count()
+    }
+
+    /// Draws this API request's fault and checks that, if it repeats a
+    /// throttled request, it came no sooner than `Retry-After` allowed.
+    /// `request` is its method, URI and body: what makes it the same request.
+    fn draw(&self, request: &str) -> Option<Fault> {
+        let now = Instant::now();
+        let mut state = self.state();
+        if let Some(&until) = state.throttled.get(request).filter(|&&until| now < until) {
+            let early = until - now;
+            state.violations.push(format!(
+                "{request} repeated {early:?} before its Retry-After allowed"
+            ));
+        }
+        let faults = state.faults.clone();
+        let rng = &mut state.rng;
+        if rng.random_bool(faults.throttle_rate.clamp(0.0, 1.0)) {
+            let after = Duration::from_secs(faults.retry_after_secs);
+            state.throttled.insert(request.to_owned(), now + after);
+            Some(Fault::Throttle(faults.retry_after_secs))
+        } else if rng.random_bool(faults.server_error_rate.clamp(0.0, 1.0)) {
+            let status = [500, 502, 503, 504][rng.random_range(0..4usize)];
+            Some(Fault::ServerError(status))
+        } else if rng.random_bool(faults.malformed_rate.clamp(0.0, 1.0)) {
+            Some(Fault::Malformed(rng.random_range(0..4u8)))
+        } else {
+            None
+        }
+    }
+
+    /// An execution as the HTTP API shows it under the current faults.
+    fn execution_body(&self, mut execution: Execution) -> Response {
+        let faults = self.state().faults.clone();
+        if faults.novel_status && execution.status == Status::Running {
+            execution.status = Status::Unknown;
+        }
+        if faults.wrapped_bodies {
+            Json(serde_json::json!({ "workflowExecution": execution })).into_response()
+        } else {
+            Json(execution).into_response()
+        }
+    }
+
+    fn violation(&self, what: String) {
+        self.state().violations.push(what);
     }
 
     fn config(&self) -> &SimConfig {
@@ -279,6 +436,7 @@ impl Simulator {
             "Amazon-Advertising-API-MarketplaceId",
         ] {
             if value(name).is_none_or(str::is_empty) {
+                self.violation(format!("API call without header {name}"));
                 return Some(refusal(400, format!("missing header {name}")));
             }
         }
@@ -365,7 +523,31 @@ impl Api for Simulator {
         let created_utc = Utc::now().trunc_subsecs(3);
         let mut state = self.state();
         let id = uuid::Builder::from_random_bytes(state.rng.random()).into_uuid();
-        let fails = state.rng.random_bool(config.failure_rate.clamp(0.0, 1.0));
+        let now = Instant::now();
+        let live = state
+            .executions
+            .iter()
+            .filter(|t| {
+                t.entry.instance_id == instance_id && t.is_live(config.execution_duration, now)
+            })
+            .count();
+        if live >= config.concurrency_limit {
+            let limit = config.concurrency_limit;
+            state.violations.push(format!(
+                "create in instance {instance_id} with {live} executions live (limit {limit})"
+            ));
+            return Err(refused(
+                429,
+                format!("too many concurrent executions: {live} live, limit {limit}"),
+            ));
+        }
+        let outcome = if state.rng.random_bool(config.rejected_rate.clamp(0.0, 1.0)) {
+            Status::Rejected
+        } else if state.rng.random_bool(config.failure_rate.clamp(0.0, 1.0)) {
+            Status::Failed
+        } else {
+            Status::Succeeded
+        };
         let dropped = state
             .rng
             .random_bool(config.drop_create_rate.clamp(0.0, 1.0));
@@ -382,6 +564,8 @@ impl Api for Simulator {
             time_window_time_zone_original: Some(request.time_window_time_zone.clone()),
             status_reason: None,
             failure_reason: None,
+            details: None,
+            message: None,
         };
         let index = state.executions.len();
         state.by_id.insert(id.to_string(), index);
@@ -392,9 +576,10 @@ impl Api for Simulator {
                 request: request.clone(),
                 answer_dropped: dropped,
             },
-            created: Instant::now(),
+            created: now,
             created_utc,
-            fails,
+            end: outcome,
+            cancelled: None,
         });
         if dropped {
             return Err(ApiError::OutcomeUnknown(
@@ -452,10 +637,10 @@ impl Api for Simulator {
         let config = self.config();
         let state = self.state();
         let tracked = Self::find(&state, Some(instance_id), execution_id)?;
-        let status = tracked
-            .current(config.execution_duration, Instant::now())
-            .status;
-        if status != Status::Succeeded {
+        let now = Instant::now();
+        let status = tracked.current(config.execution_duration, now).status;
+        let ready = tracked.created + config.execution_duration + state.faults.results_delay;
+        if status != Status::Succeeded || now < ready {
             let status = status.as_str();
             let details = format!(
                 "execution {execution_id} is {status}; results are unavailable for download"
@@ -469,6 +654,75 @@ impl Api for Simulator {
         Ok((0..parts)
             .map(|part| format!("{base}/_sim/results/{execution_id}/{part}"))
             .collect())
+    }
+
+    async fn cancel(&self, instance_id: &str, execution_id: &str) -> Result<(), ApiError> {
+        let duration = self.config().execution_duration;
+        let mut state = self.state();
+        let index = Self::find(&state, Some(instance_id), execution_id)
+            .map(|_| state.by_id[execution_id])?;
+        let status = state.executions[index]
+            .current(duration, Instant::now())
+            .status;
+        if status.is_terminal() {
+            let status = status.as_str();
+            state.violations.push(format!(
+                "cancel of execution {execution_id}, already {status}"
+            ));
+            return Err(refused(
+                400,
+                format!("execution {execution_id} is {status} and cannot be cancelled"),
+            ));
+        }
+        state.executions[index].cancelled = Some(Utc::now().trunc_subsecs(3));
+        Ok(())
+    }
+}
+
+/// One request's simulated misfortune.
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    /// 429 with this many seconds of `Retry-After`.
+    Throttle(u64),
+    ServerError(u16),
+    /// 200 with the n-th kind of broken body.
+    Malformed(u8),
+}
+
+impl Fault {
+    fn response(self) -> Response {
+        match self {
+            Fault::Throttle(secs) => {
+                let mut response = refusal(429, "Too Many Requests");
+                response
+                    .headers_mut()
+                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
+                response
+            }
+            Fault::ServerError(502) => (
+                StatusCode::BAD_GATEWAY,
+                [(header::CONTENT_TYPE, "text/html")],
+                "<html><body><h1>502 Bad Gateway</h1></body></html>",
+            )
+                .into_response(),
+            Fault::ServerError(status) => refusal(status, "simulated server error"),
+            Fault::Malformed(kind) => {
+                let (content_type, body) = match kind {
+                    0 => ("text/plain", "Internal hiccup, please try later".to_owned()),
+                    1 => (
+                        "text/html",
+                        "<!DOCTYPE html><html><body>Gateway says hello</body></html>".to_owned(),
+                    ),
+                    2 => ("application/json", r#"{"unexpected":true}"#.to_owned()),
+                    _ => (
+                        "application/json",
+                        r#"{"workflowExecutionId":12345,"status":["RUNNING"],"executions":7,"downloadUrls":{"a":1}}"#
+                            .to_owned(),
+                    ),
+                };
+                ([(header::CONTENT_TYPE, content_type)], body).into_response()
+            }
+        }
     }
 }
 
@@ -572,6 +826,7 @@ async fn http_token(State(sim): State<Simulator>, body: Bytes) -> Response {
 
 async fn http_create(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path(instance): Path<String>,
     headers: HeaderMap,
     body: Bytes,
@@ -579,36 +834,100 @@ async fn http_create(
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
     }
+    let fault = sim.draw(&format!("POST {uri} {}", String::from_utf8_lossy(&body)));
+    if let Some(throttled @ Fault::Throttle(_)) = fault {
+        return throttled.response();
+    }
     let content_type = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok());
     if !content_type.is_some_and(|v| v.starts_with("application/json")) {
         return refusal(415, "Content-Type must be application/json");
     }
-    match serde_json::from_slice::<CreateExecution>(&body) {
-        Ok(request) => answer(sim.create(&instance, &request).await),
-        Err(e) => refusal(400, format!("invalid request body: {e}")),
+    let request = match serde_json::from_slice::<CreateExecution>(&body) {
+        Ok(request) => request,
+        Err(e) => return refusal(400, format!("invalid request body: {e}")),
+    };
+    match (sim.create(&instance, &request).await, fault) {
+        (Ok(execution), Some(fault)) => {
+            // Created, but the creator will not learn its id from this answer.
+            let id = &execution.workflow_execution_id;
+            let mut state = sim.state();
+            if let Some(&index) = state.by_id.get(id) {
+                state.executions[index].entry.answer_dropped = true;
+            }
+            fault.response()
+        }
+        (Ok(execution), None) => sim.execution_body(execution),
+        (Err(e), _) => answer::<()>(Err(e)),
     }
+}
+
+/// The answer of a read under the drawn fault, if there is one.
+fn faulty(sim: &Simulator, request: &str) -> Option<Response> {
+    sim.draw(request).map(Fault::response)
 }
 
 async fn http_get(
     State(sim): State<Simulator>,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    match sim.refuse_headers(&headers) {
-        Some(refusal) => refusal,
-        None => answer(sim.get(&instance, &id).await),
-    }
-}
-
-async fn http_download_urls(
-    State(sim): State<Simulator>,
+    uri: Uri,
     Path((instance, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
+    }
+    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
+        return fault;
+    }
+    match sim.get(&instance, &id).await {
+        Ok(execution) => sim.execution_body(execution),
+        Err(e) => answer::<()>(Err(e)),
+    }
+}
+
+async fn http_cancel(
+    State(sim): State<Simulator>,
+    uri: Uri,
+    Path((instance, id)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refusal) = sim.refuse_headers(&headers) {
+        return refusal;
+    }
+    if let Some(fault) = faulty(&sim, &format!("PUT {uri}")) {
+        return fault;
+    }
+    let status = serde_json::from_slice::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned));
+    if status.as_deref() != Some("CANCELLED") {
+        sim.violation(format!(
+            "PUT on execution {id} without {{\"status\":\"CANCELLED\"}}"
+        ));
+        return refusal(400, "the only status that can be set is CANCELLED");
+    }
+    match sim.cancel(&instance, &id).await {
+        Ok(()) => match sim.get(&instance, &id).await {
+            Ok(execution) => sim.execution_body(execution),
+            Err(e) => answer::<()>(Err(e)),
+        },
+        Err(e) => answer::<()>(Err(e)),
+    }
+}
+
+async fn http_download_urls(
+    State(sim): State<Simulator>,
+    uri: Uri,
+    Path((instance, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    if let Some(refusal) = sim.refuse_headers(&headers) {
+        return refusal;
+    }
+    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
+        return fault;
     }
     let urls = sim.download_urls(&instance, &id).await;
     answer(urls.map(|download_urls| crate::amc::DownloadUrls { download_urls }))
@@ -636,12 +955,16 @@ fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
 
 async fn http_list(
     State(sim): State<Simulator>,
+    uri: Uri,
     Path(instance): Path<String>,
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Response {
     if let Some(refusal) = sim.refuse_headers(&headers) {
         return refusal;
+    }
+    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
+        return fault;
     }
     let min_creation_time = match params.min_creation_time.as_deref() {
         None => DateTime::<Utc>::MIN_UTC,
@@ -664,6 +987,9 @@ async fn http_result(
     headers: HeaderMap,
 ) -> Response {
     if headers.contains_key(header::AUTHORIZATION) {
+        sim.violation(format!(
+            "Authorization header sent to the presigned URL of {id}"
+        ));
         let text = "InvalidArgument: Only one auth mechanism allowed; only the presigned \
                     query parameters or the Authorization header should be specified";
         return (StatusCode::BAD_REQUEST, text).into_response();
@@ -673,8 +999,26 @@ async fn http_result(
     } else {
         "text/csv"
     };
+    let pause = sim.state().faults.slow_download;
     match sim.result_file(&id, part) {
-        Some(bytes) => ([(header::CONTENT_TYPE, content_type)], bytes).into_response(),
+        Some(bytes) if pause.is_zero() => {
+            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+        }
+        Some(bytes) => {
+            let pieces: Vec<Bytes> = Bytes::from(bytes)
+                .chunks(8192)
+                .map(Bytes::copy_from_slice)
+                .collect();
+            let stream = futures_util::stream::iter(pieces).then(move |piece| async move {
+                tokio::time::sleep(pause).await;
+                Ok::<_, io::Error>(piece)
+            });
+            (
+                [(header::CONTENT_TYPE, content_type)],
+                Body::from_stream(stream),
+            )
+                .into_response()
+        }
         None => (StatusCode::NOT_FOUND, "NoSuchKey: no such result file").into_response(),
     }
 }
@@ -682,6 +1026,22 @@ async fn http_result(
 async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
     let method = request.method().to_string();
     let path = request.uri().path().to_owned();
+    let query = request.uri().query().unwrap_or_default().to_owned();
+    // API bodies are small JSON; the token endpoint's holds secrets.
+    let (request, body) = if path.starts_with("/amc/") {
+        let (parts, body) = request.into_parts();
+        let bytes = axum::body::to_bytes(body, 1 << 20)
+            .await
+            .unwrap_or_default();
+        let text = (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned());
+        (Request::from_parts(parts, Body::from(bytes)), text)
+    } else {
+        (request, None)
+    };
+    let latency = sim.state().faults.latency;
+    if !latency.is_zero() && path.starts_with("/amc/") {
+        tokio::time::sleep(latency).await;
+    }
     let response = next.run(request).await;
     let status = match response.extensions().get::<AnswerDropped>() {
         Some(_) => 0,
@@ -690,6 +1050,8 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
     sim.state().requests.push(RequestRecord {
         method,
         path,
+        query,
+        body,
         status,
     });
     response
@@ -700,7 +1062,10 @@ fn router(sim: Simulator) -> Router {
     Router::new()
         .route("/auth/o2/token", post(http_token))
         .route(executions, post(http_create).get(http_list))
-        .route(&format!("{executions}/{{id}}"), get(http_get))
+        .route(
+            &format!("{executions}/{{id}}"),
+            get(http_get).put(http_cancel),
+        )
         .route(
             &format!("{executions}/{{id}}/downloadUrls"),
             get(http_download_urls),
@@ -715,6 +1080,10 @@ fn router(sim: Simulator) -> Router {
         .route(
             "/_sim/requests",
             get(|State(sim): State<Simulator>| async move { Json(sim.requests()) }),
+        )
+        .route(
+            "/_sim/violations",
+            get(|State(sim): State<Simulator>| async move { Json(sim.violations()) }),
         )
         .with_state(sim)
 }

@@ -1,31 +1,36 @@
 //! The AMC reporting API over HTTPS (reqwest with rustls): the four account
 //! headers, bearer tokens with one refresh on 401, transient failures retried
-//! with exponential backoff and jitter, answers parsed flat or wrapped.
+//! with exponential backoff and full jitter (`retry`), answers parsed flat or
+//! wrapped, and anything else named as malformed.
 //!
 //! Owns single API calls. What an attempt does with them is the runner's.
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
+use super::retry::{Gate, RetryPolicy, retry};
 use super::token::TokenSource;
 use super::{
     Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
+    Status,
 };
 use crate::settings::AmcSettings;
 
 /// Builds the HTTP client every outbound call shares: rustls with the
-/// platform's roots, bounded timeouts so no call can hang an attempt.
+/// platform's roots, bounded waits so no call can hang an attempt. There is
+/// no total timeout here: a large result may stream for a long time as long
+/// as bytes keep coming; API calls set their own (`amc.request_timeout`).
 pub fn http_client() -> reqwest::Client {
     // Installing twice is refused harmlessly; the first provider stays.
     let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(10))
-        .timeout(Duration::from_secs(60))
+        .read_timeout(Duration::from_secs(60))
         .user_agent(concat!("chronicle/", env!("CARGO_PKG_VERSION")))
         .build()
         .expect("a client with static settings always builds")
@@ -44,6 +49,12 @@ struct Inner {
     client_id: String,
     advertiser_id: String,
     marketplace_id: String,
+    /// Bounds on repeating a failed call (`amc.retry_*`).
+    policy: RetryPolicy,
+    /// Shared by every call, so a 429's `Retry-After` pauses them all.
+    gate: Gate,
+    /// Per API call; a hung connection is an unknown outcome, not a hang.
+    request_timeout: Duration,
 }
 
 /// How a raw call failed before its body was looked at.
@@ -69,6 +80,9 @@ impl Client {
                 client_id: settings.client_id.clone(),
                 advertiser_id: settings.advertiser_id.clone(),
                 marketplace_id: settings.marketplace_id.clone(),
+                policy: settings.retry_policy(),
+                gate: Gate::default(),
+                request_timeout: settings.request_timeout,
             }),
         }
     }
@@ -117,10 +131,13 @@ impl Client {
                 &inner.marketplace_id,
             )
             .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .timeout(inner.request_timeout)
             .query(query);
         if let Some(body) = body {
             request = request.body(body.to_string());
         }
+        // Again here: a 429 may have come in while this call waited for a token.
+        inner.gate.wait().await;
         let response = request
             .send()
             .await
@@ -151,32 +168,24 @@ impl Client {
     }
 
     /// Retries what is safe to repeat: every read, and a create that
-    /// provably did not reach AMC (429, connection refused).
-    async fn retried<T, F, Fut>(&self, idempotent: bool, call: F) -> Result<T, ApiError>
+    /// provably did not reach AMC (429, connection refused). A create that
+    /// got a 5xx or no answer is not repeated here: it may exist, and the
+    /// runner settles that by listing (I2).
+    async fn retried<T, F, Fut>(&self, what: &str, idempotent: bool, call: F) -> Result<T, ApiError>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, ApiError>>,
     {
-        call.retry(
-            ExponentialBuilder::default()
-                .with_min_delay(Duration::from_millis(200))
-                .with_max_delay(Duration::from_secs(30))
-                .with_max_times(5)
-                .with_jitter(),
-        )
-        .when(move |e| match e {
-            ApiError::Refused { status: 429, .. } | ApiError::Unreachable(_) => true,
-            other => idempotent && other.is_transient(),
-        })
-        .adjust(|e, backoff| match e {
-            ApiError::Refused {
-                retry_after: Some(after),
-                ..
-            } => Some(*after),
-            _ => backoff,
-        })
-        .notify(
-            |e, after| tracing::warn!(error = %e, retry_in = ?after, "AMC call failed; retrying"),
+        let inner = &self.inner;
+        retry(
+            &inner.policy,
+            &inner.gate,
+            what,
+            move |e| match e {
+                ApiError::Refused { status: 429, .. } | ApiError::Unreachable(_) => true,
+                other => idempotent && other.is_transient(),
+            },
+            call,
         )
         .await
     }
@@ -223,8 +232,28 @@ fn parse_execution(bytes: &[u8]) -> Result<Execution, ApiError> {
         Some(inner) => inner.clone(),
         None => value,
     };
+    if let Some(word) = object.get("status").and_then(|s| s.as_str()) {
+        note_status_word(word);
+    }
     serde_json::from_value(object)
         .map_err(|e| ApiError::Malformed(format!("execution object: {e}")))
+}
+
+/// A status word this build does not know is read as still running; it is
+/// logged the first time it is seen, not at every poll.
+fn note_status_word(word: &str) {
+    static SEEN: OnceLock<Mutex<HashSet<String>>> = OnceLock::new();
+    if Status::parse(word) != Status::Unknown {
+        return;
+    }
+    let seen = SEEN.get_or_init(Mutex::default);
+    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
+    if seen.insert(word.to_owned()) {
+        tracing::warn!(
+            status = word,
+            "AMC reported a status this version does not know; treating the execution as still running"
+        );
+    }
 }
 
 impl Api for Client {
@@ -237,7 +266,9 @@ impl Api for Client {
             .map_err(|e| ApiError::Malformed(format!("create body: {e}")))?;
         let path = format!("{instance_id}/workflowExecutions");
         let bytes = self
-            .retried(false, || self.call(Method::POST, &path, &[], Some(&body)))
+            .retried("create", false, || {
+                self.call(Method::POST, &path, &[], Some(&body))
+            })
             .await?;
         parse_execution(&bytes)
     }
@@ -245,28 +276,32 @@ impl Api for Client {
     async fn get(&self, instance_id: &str, execution_id: &str) -> Result<Execution, ApiError> {
         let path = format!("{instance_id}/workflowExecutions/{execution_id}");
         let bytes = self
-            .retried(true, || self.call(Method::GET, &path, &[], None))
+            .retried("get", true, || self.call(Method::GET, &path, &[], None))
             .await?;
         parse_execution(&bytes)
     }
 
     async fn list(&self, instance_id: &str, query: &ListQuery) -> Result<ExecutionPage, ApiError> {
         let path = format!("{instance_id}/workflowExecutions");
-        let mut params = vec![
-            ("workflowId", query.workflow_id.clone()),
-            (
-                "minCreationTime",
-                query
-                    .min_creation_time
-                    .format("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string(),
-            ),
-        ];
+        let mut params = vec![(
+            "minCreationTime",
+            query
+                .min_creation_time
+                .format("%Y-%m-%dT%H:%M:%SZ")
+                .to_string(),
+        )];
+        // Empty lists every workflow: how executions chronicle did not
+        // start are found.
+        if !query.workflow_id.is_empty() {
+            params.push(("workflowId", query.workflow_id.clone()));
+        }
         if let Some(token) = &query.next_token {
             params.push(("nextToken", token.clone()));
         }
         let bytes = self
-            .retried(true, || self.call(Method::GET, &path, &params, None))
+            .retried("list", true, || {
+                self.call(Method::GET, &path, &params, None)
+            })
             .await?;
         parse(&bytes, "execution list")
     }
@@ -278,8 +313,22 @@ impl Api for Client {
     ) -> Result<Vec<String>, ApiError> {
         let path = format!("{instance_id}/workflowExecutions/{execution_id}/downloadUrls");
         let bytes = self
-            .retried(true, || self.call(Method::GET, &path, &[], None))
+            .retried("downloadUrls", true, || {
+                self.call(Method::GET, &path, &[], None)
+            })
             .await?;
         Ok(parse::<DownloadUrls>(&bytes, "download URLs")?.download_urls)
+    }
+
+    async fn cancel(&self, instance_id: &str, execution_id: &str) -> Result<(), ApiError> {
+        let path = format!("{instance_id}/workflowExecutions/{execution_id}");
+        let body = serde_json::json!({"status": "CANCELLED"});
+        // Asking twice for the same end state is harmless, so it is retried
+        // like a read.
+        self.retried("cancel", true, || {
+            self.call(Method::PUT, &path, &[], Some(&body))
+        })
+        .await?;
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod result;
+pub mod retry;
 pub mod token;
 
 use std::collections::BTreeMap;
@@ -103,17 +104,33 @@ pub struct Execution {
     pub status_reason: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failure_reason: Option<String>,
+    /// Some deployments explain a failure here instead of in the reasons.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub details: Option<String>,
+    /// Likewise; kept so no explanation AMC gives is lost.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
 }
 
 impl Execution {
     /// What AMC said about a failure, for `error_message`.
     pub fn reason(&self) -> Option<String> {
-        match (&self.failure_reason, &self.status_reason) {
-            (Some(f), Some(s)) if f != s => Some(format!("{f} ({s})")),
-            (Some(f), _) => Some(f.clone()),
-            (None, Some(s)) => Some(s.clone()),
-            (None, None) => None,
+        let mut said: Vec<&str> = Vec::new();
+        for text in [
+            &self.failure_reason,
+            &self.status_reason,
+            &self.details,
+            &self.message,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let text = text.trim();
+            if !text.is_empty() && !said.contains(&text) {
+                said.push(text);
+            }
         }
+        (!said.is_empty()).then(|| said.join("; "))
     }
 
     /// Whether this execution was created from `request`: same workflow and
@@ -138,6 +155,7 @@ pub struct ExecutionPage {
 /// Filters of `GET /workflowExecutions`.
 #[derive(Debug, Clone)]
 pub struct ListQuery {
+    /// Empty lists the executions of every workflow.
     pub workflow_id: String,
     pub min_creation_time: DateTime<Utc>,
     pub next_token: Option<String>,
@@ -197,6 +215,28 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// A stable name for the kind of failure, for logs and metrics labels:
+    /// `throttled`, `server`, `client`, `unauthorized`, `no_answer`,
+    /// `unreachable`, `malformed`, `auth`.
+    pub fn class(&self) -> &'static str {
+        match self {
+            ApiError::Refused { status: 429, .. } => "throttled",
+            ApiError::Refused { status: 401, .. } => "unauthorized",
+            ApiError::Refused { status, .. } if *status >= 500 => "server",
+            ApiError::Refused { .. } => "client",
+            ApiError::OutcomeUnknown(_) => "no_answer",
+            ApiError::Unreachable(_) => "unreachable",
+            ApiError::Malformed(_) => "malformed",
+            ApiError::Auth(_) => "auth",
+        }
+    }
+
+    /// AMC says the result exists but cannot be fetched yet: ask again later.
+    pub fn is_result_pending(&self) -> bool {
+        matches!(self, ApiError::Refused { status, message, .. }
+            if *status < 500 && message.contains("unavailable for download"))
+    }
+
     /// Worth asking again later with the same request.
     pub fn is_transient(&self) -> bool {
         match self {
@@ -233,4 +273,41 @@ pub trait Api: Send + Sync {
         instance_id: &str,
         execution_id: &str,
     ) -> impl Future<Output = Result<Vec<String>, ApiError>> + Send;
+
+    /// `PUT /workflowExecutions/{id}` with `{"status":"CANCELLED"}`; AMC
+    /// accepts it only while the execution is PENDING or RUNNING.
+    fn cancel(
+        &self,
+        instance_id: &str,
+        execution_id: &str,
+    ) -> impl Future<Output = Result<(), ApiError>> + Send;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_explanation_amc_gives_ends_up_in_the_reason_once() {
+        let execution: Execution = serde_json::from_value(serde_json::json!({
+            "workflowExecutionId": "e1",
+            "status": "FAILED",
+            "failureReason": "out of memory",
+            "statusReason": "out of memory",
+            "details": "query too wide",
+            "message": "see the query editor",
+        }))
+        .unwrap();
+        assert_eq!(
+            execution.reason().as_deref(),
+            Some("out of memory; query too wide; see the query editor")
+        );
+    }
+
+    #[test]
+    fn an_unknown_status_word_reads_as_unknown_and_not_terminal() {
+        assert_eq!(Status::parse("WARMING_UP"), Status::Unknown);
+        assert!(!Status::Unknown.is_terminal());
+        assert_eq!(Status::parse("REJECTED"), Status::Rejected);
+    }
 }

@@ -1,5 +1,6 @@
 //! Login with Amazon access tokens: refreshed ahead of expiry, shared by
-//! every concurrent request, dropped and fetched again after a 401.
+//! every concurrent request, dropped and fetched again after a 401. A
+//! refused refresh token is remembered, so it is not tried again and again.
 //!
 //! Owns the refresh token exchange only; API calls live in `client`.
 
@@ -36,6 +37,10 @@ pub struct TokenSource {
     /// Held across a refresh so concurrent callers wait for one exchange
     /// instead of each starting their own.
     cached: Mutex<Option<Cached>>,
+    /// Set once Login with Amazon refuses the credentials: they will not
+    /// get better by asking again, so every later call fails at once
+    /// instead of sending a storm of doomed refreshes.
+    refused: Mutex<Option<ApiError>>,
 }
 
 impl TokenSource {
@@ -53,6 +58,7 @@ impl TokenSource {
             client_secret,
             refresh_token,
             cached: Mutex::new(None),
+            refused: Mutex::new(None),
         }
     }
 
@@ -61,7 +67,17 @@ impl TokenSource {
         if let Some(current) = cached.as_ref().filter(|c| Instant::now() < c.refresh_at) {
             return Ok(current.token.clone());
         }
-        let fresh = self.exchange().await?;
+        let mut refused = self.refused.lock().await;
+        if let Some(error) = refused.as_ref() {
+            return Err(error.clone());
+        }
+        let fresh = match self.exchange().await {
+            Err(error @ ApiError::Auth(_)) => {
+                *refused = Some(error.clone());
+                return Err(error);
+            }
+            other => other?,
+        };
         let token = fresh.token.clone();
         *cached = Some(fresh);
         Ok(token)
@@ -100,10 +116,24 @@ impl TokenSource {
                 ))
             })?;
         let status = response.status();
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let body = response
             .bytes()
             .await
             .map_err(|e| ApiError::Unreachable(format!("token endpoint: {}", e.without_url())))?;
+        // Throttling says nothing about the credentials: retried like any 429.
+        if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+            return Err(ApiError::Refused {
+                status: 429,
+                message: "the token endpoint is throttling".into(),
+                retry_after,
+            });
+        }
         if status.is_client_error() {
             return Err(ApiError::Auth(format!(
                 "HTTP {}: {}",
@@ -121,8 +151,15 @@ impl TokenSource {
                 retry_after: None,
             });
         }
-        let answer: TokenAnswer = serde_json::from_slice(&body)
-            .map_err(|e| ApiError::Malformed(format!("token answer: {e}")))?;
+        // Only the position: serde's text could quote a token's value.
+        let answer: TokenAnswer = serde_json::from_slice(&body).map_err(|e| {
+            ApiError::Malformed(format!(
+                "token answer is not {{\"access_token\":..,\"expires_in\":..}} ({:?} error at line {} column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            ))
+        })?;
         let lifetime = Duration::from_secs(answer.expires_in);
         let refresh_in = lifetime.saturating_sub(EARLY_REFRESH.min(lifetime / 2));
         Ok(Cached {

@@ -27,7 +27,7 @@ pub use read::{
     AttemptView, CollectionSummary, Lineage, OutboxEntry, Pending, Quarantined, RunnerStart,
     StatusReport, WeekView,
 };
-pub use write::Plan;
+pub use write::{CancelTarget, Plan};
 
 /// `PRAGMA application_id` of a chronicle journal ("CHRN"): how a journal is
 /// told apart from any other SQLite file before anything is written to it.

@@ -169,7 +169,7 @@ fn request_at(row: &Row<'_>, index: usize) -> rusqlite::Result<CreateExecution> 
     })
 }
 
-const OPEN_ATTEMPT_COLUMNS: &str =
+pub(super) const OPEN_ATTEMPT_COLUMNS: &str =
     "a.id, a.week_id, a.state, a.amc_execution_id, a.amc_status, a.request, a.created_at";
 
 impl Journal {
@@ -474,7 +474,7 @@ impl Journal {
     }
 }
 
-fn open_attempt_offset(row: &Row<'_>, offset: usize) -> rusqlite::Result<OpenAttempt> {
+pub(super) fn open_attempt_offset(row: &Row<'_>, offset: usize) -> rusqlite::Result<OpenAttempt> {
     let phase: String = row.get(offset + 2)?;
     let status: Option<String> = row.get(offset + 4)?;
     Ok(OpenAttempt {

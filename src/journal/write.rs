@@ -15,6 +15,19 @@ use crate::identity;
 use crate::schedule::Schedule;
 use crate::week;
 
+/// An open attempt `chronicle cancel` may end, with where it belongs.
+#[derive(Debug, Clone)]
+pub struct CancelTarget {
+    /// The attempt to end; its AMC id is what is cancelled.
+    pub attempt: OpenAttempt,
+    /// The collection's name, for the user.
+    pub collection: String,
+    /// Where the execution lives in AMC.
+    pub instance_id: String,
+    /// For the user, and to tell several matches apart.
+    pub week_start: NaiveDate,
+}
+
 /// What planning decided, for logs and the summary.
 #[derive(Debug, Clone)]
 pub struct Plan {
@@ -228,6 +241,51 @@ impl Journal {
         })
     }
 
+    /// A consistent copy of the journal at `path` (`VACUUM INTO`), for
+    /// looking at what a run would do without touching the journal itself.
+    pub fn copy_to(&self, path: &std::path::Path) -> Result<()> {
+        let connection = self.lock();
+        connection
+            .execute("VACUUM INTO ?1", [path.display().to_string()])
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    /// Open attempts matched by a week date (`YYYY-MM-DD`), an attempt id or
+    /// an AMC execution id: what `chronicle cancel` may end.
+    pub fn cancel_targets(&self, key: &str) -> Result<Vec<CancelTarget>> {
+        let connection = self.lock();
+        let query = format!(
+            "SELECT c.name, c.instance_id, w.week_start, {}
+             FROM attempts a JOIN weeks w ON w.id = a.week_id
+             JOIN collections c ON c.id = w.collection_id
+             WHERE a.state IN ('intent', 'submitted')
+               AND (a.id = ?1 OR a.amc_execution_id = ?1 OR w.week_start = ?1)
+             ORDER BY c.name, w.week_start",
+            super::read::OPEN_ATTEMPT_COLUMNS
+        );
+        let mut statement = connection.prepare(&query).map_err(|e| self.sqlite(e))?;
+        let rows = statement
+            .query_map([key.trim()], |row| {
+                let week: String = row.get(2)?;
+                Ok(CancelTarget {
+                    collection: row.get(0)?,
+                    instance_id: row.get(1)?,
+                    week_start: parse_date(&week).ok_or_else(|| {
+                        rusqlite::Error::FromSqlConversionFailure(
+                            2,
+                            rusqlite::types::Type::Text,
+                            format!("`{week}` is not a date").into(),
+                        )
+                    })?,
+                    attempt: super::read::open_attempt_offset(row, 3)?,
+                })
+            })
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.sqlite(e))
+    }
+
     /// Journals the intent to submit `request` for a week (I1): committed
     /// and fsynced before the POST is sent.
     pub fn record_intent(
@@ -394,12 +452,42 @@ impl Journal {
         message: &str,
         retry: bool,
     ) -> Result<()> {
+        self.record_ended(attempt, "attempt.failed", status, message, retry)
+    }
+
+    /// A person cancelled the attempt's execution in AMC (`chronicle
+    /// cancel`): the attempt ends CANCELLED; the week goes back to pending,
+    /// or is failed when `fail_week`.
+    pub fn record_cancelled(
+        &self,
+        attempt: &OpenAttempt,
+        message: &str,
+        fail_week: bool,
+    ) -> Result<()> {
+        self.record_ended(
+            attempt,
+            "attempt.cancelled",
+            Status::Cancelled,
+            message,
+            !fail_week,
+        )
+    }
+
+    fn record_ended(
+        &self,
+        attempt: &OpenAttempt,
+        kind: &str,
+        status: Status,
+        message: &str,
+        retry: bool,
+    ) -> Result<()> {
         self.change(|c| {
             let seq = c.event(
-                "attempt.failed",
+                kind,
                 attempt.id,
                 json!({
                     "week_id": attempt.week_id,
+                    "amc_execution_id": attempt.amc_execution_id,
                     "status": status.as_str(),
                     "error": message,
                     "week_failed": !retry,

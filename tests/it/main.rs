@@ -1,6 +1,8 @@
 //! Integration tests: one binary, one throwaway PostgreSQL cluster, a fresh
 //! database, folder and AMC simulator per test.
 
+mod amc;
+mod amc_client;
 mod backfill;
 mod bad_input;
 mod crash;

@@ -1,0 +1,405 @@
+//! The AMC client against the simulator over real HTTP, call by call:
+//! retries and their bounds, Retry-After, client errors, token refresh and
+//! sharing, malformed answers, cancel.
+
+use std::time::Duration;
+
+use chronicle::amc::client::{Client, http_client};
+use chronicle::amc::{Api, ApiError, CreateExecution, Status};
+use chronicle::settings::Settings;
+use chronicle::simulator::{self, Faults, RunningSimulator, SimConfig, Simulator};
+
+const INSTANCE: &str = "amctest01";
+
+struct Harness {
+    /// Holds the config file alive.
+    _dir: tempfile::TempDir,
+    sim: RunningSimulator,
+    client: Client,
+}
+
+/// A simulator and a client configured for it; `amc_extra` adds `[amc]` keys.
+async fn harness(config: SimConfig, amc_extra: &str) -> Harness {
+    let sim = simulator::spawn(Simulator::new(config)).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        format!(
+            r#"[amc]
+base_url = "{}"
+token_url = "{}"
+client_id = "sim-client"
+client_secret = "sim-secret"
+refresh_token = "sim-refresh"
+advertiser_id = "ADV1"
+marketplace_id = "ATVPDKIKX0DER"
+retry_min_delay = "5ms"
+retry_max_delay = "20ms"
+{amc_extra}
+"#,
+            sim.base_url, sim.token_url
+        ),
+    )
+    .unwrap();
+    let settings = Settings::load(&path, true).unwrap();
+    let client = Client::new(&settings.amc, http_client());
+    Harness {
+        _dir: dir,
+        sim,
+        client,
+    }
+}
+
+fn week(start: &str, end: &str) -> CreateExecution {
+    CreateExecution {
+        workflow_id: "campaign_performance".into(),
+        time_window_type: "EXPLICIT".into(),
+        time_window_start: format!("{start}T00:00:00"),
+        time_window_end: format!("{end}T00:00:00"),
+        time_window_time_zone: "UTC".into(),
+        parameter_values: Default::default(),
+    }
+}
+
+fn slow() -> SimConfig {
+    SimConfig {
+        execution_duration: Duration::from_secs(600),
+        seed: 5,
+        ..SimConfig::default()
+    }
+}
+
+/// Requests to `path` (method and status), in order.
+fn calls_to(h: &Harness, path_end: &str) -> Vec<(String, u16)> {
+    h.sim
+        .simulator
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with(path_end))
+        .map(|r| (r.method, r.status))
+        .collect()
+}
+
+#[tokio::test]
+async fn throttled_calls_wait_out_retry_after_then_succeed() {
+    let h = harness(slow(), "").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.set_faults(Faults {
+        throttle_rate: 0.4,
+        retry_after_secs: 1,
+        ..Faults::default()
+    });
+    for _ in 0..6 {
+        let got = h
+            .client
+            .get(INSTANCE, &created.workflow_execution_id)
+            .await
+            .unwrap();
+        assert_eq!(got.workflow_execution_id, created.workflow_execution_id);
+    }
+    let statuses: Vec<u16> = calls_to(&h, &created.workflow_execution_id)
+        .into_iter()
+        .map(|(_, status)| status)
+        .collect();
+    assert!(statuses.contains(&429), "no throttling drawn: {statuses:?}");
+    assert_eq!(statuses.iter().filter(|s| **s == 200).count(), 6);
+    assert_eq!(h.sim.simulator.violations(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_only_as_often_as_configured() {
+    let h = harness(slow(), "retry_attempts = 3").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.set_faults(Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let id = &created.workflow_execution_id;
+    let error = h.client.get(INSTANCE, id).await.unwrap_err();
+    assert_eq!(error.class(), "server", "{error}");
+    let statuses: Vec<u16> = calls_to(&h, id).into_iter().map(|(_, s)| s).collect();
+    assert_eq!(statuses.len(), 3, "{statuses:?}");
+    assert!(statuses.iter().all(|s| [500, 502, 503, 504].contains(s)));
+
+    h.sim.simulator.set_faults(Faults::default());
+    assert_eq!(
+        h.client.get(INSTANCE, id).await.unwrap().status,
+        Status::Pending
+    );
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried_and_carry_amcs_own_message() {
+    let h = harness(slow(), "").await;
+    let error = h
+        .client
+        .get(INSTANCE, "no-such-execution")
+        .await
+        .unwrap_err();
+    match &error {
+        ApiError::Refused {
+            status: 404,
+            message,
+            ..
+        } => assert!(message.contains("no-such-execution not found"), "{message}"),
+        other => panic!("expected a 404, got {other:?}"),
+    }
+    assert_eq!(error.class(), "client");
+    assert_eq!(calls_to(&h, "no-such-execution"), [("GET".to_owned(), 404)]);
+
+    let bad = CreateExecution {
+        time_window_time_zone: "Mars/Olympus".into(),
+        ..week("2025-01-06", "2025-01-13")
+    };
+    let error = h.client.create(INSTANCE, &bad).await.unwrap_err();
+    assert!(error.to_string().contains("Mars/Olympus"), "{error}");
+    let creates = calls_to(&h, "/workflowExecutions");
+    assert_eq!(
+        creates,
+        [("POST".to_owned(), 400)],
+        "refused once, not retried"
+    );
+}
+
+#[tokio::test]
+async fn a_refused_token_is_refreshed_once_and_the_call_repeated() {
+    let h = harness(slow(), "").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.revoke_tokens();
+    h.client
+        .get(INSTANCE, &created.workflow_execution_id)
+        .await
+        .unwrap();
+    let statuses: Vec<(String, String, u16)> = h
+        .sim
+        .simulator
+        .requests()
+        .into_iter()
+        .map(|r| {
+            (
+                r.method,
+                r.path.rsplit('/').next().unwrap().to_owned(),
+                r.status,
+            )
+        })
+        .collect();
+    let id = created.workflow_execution_id.as_str();
+    let expected: Vec<(String, String, u16)> = [
+        ("POST", "token", 200),
+        ("POST", "workflowExecutions", 200),
+        ("GET", id, 401),
+        ("POST", "token", 200),
+        ("GET", id, 200),
+    ]
+    .into_iter()
+    .map(|(m, p, s)| (m.to_owned(), p.to_owned(), s))
+    .collect();
+    assert_eq!(statuses, expected);
+}
+
+#[tokio::test]
+async fn concurrent_calls_share_one_token_refresh() {
+    let h = harness(slow(), "").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.revoke_tokens();
+    let id = created.workflow_execution_id.clone();
+    let calls = (0..16).map(|_| {
+        let client = h.client.clone();
+        let id = id.clone();
+        tokio::spawn(async move { client.get(INSTANCE, &id).await })
+    });
+    for call in futures_util::future::join_all(calls).await {
+        call.unwrap().unwrap();
+    }
+    let tokens = calls_to(&h, "/auth/o2/token");
+    // The first login, then one refresh for all sixteen, whichever of them
+    // met the 401 first.
+    assert_eq!(tokens.len(), 2, "{tokens:?}");
+}
+
+#[tokio::test]
+async fn a_refused_refresh_token_is_an_auth_error_asked_once() {
+    let h = harness(
+        SimConfig {
+            client_secret: "the-real-secret".into(),
+            ..slow()
+        },
+        "",
+    )
+    .await;
+    for _ in 0..5 {
+        let error = h
+            .client
+            .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+            .await
+            .unwrap_err();
+        assert_eq!(error.class(), "auth", "{error}");
+        assert!(error.to_string().contains("invalid_grant"), "{error}");
+    }
+    assert_eq!(calls_to(&h, "/auth/o2/token").len(), 1, "no retry storm");
+    assert!(calls_to(&h, "/workflowExecutions").is_empty());
+}
+
+#[tokio::test]
+async fn malformed_answers_are_errors_that_name_what_was_wrong() {
+    let h = harness(slow(), "retry_attempts = 1").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.set_faults(Faults {
+        malformed_rate: 1.0,
+        ..Faults::default()
+    });
+    let mut messages = Vec::new();
+    for _ in 0..16 {
+        let error = h
+            .client
+            .get(INSTANCE, &created.workflow_execution_id)
+            .await
+            .unwrap_err();
+        assert_eq!(error.class(), "malformed", "{error}");
+        messages.push(error.to_string());
+    }
+    let said = |needle: &str| messages.iter().any(|m| m.contains(needle));
+    assert!(
+        said("<!DOCTYPE html>"),
+        "a gateway page is quoted: {messages:?}"
+    );
+    assert!(said("missing field `workflowExecutionId`"), "{messages:?}");
+    assert!(said("invalid type"), "{messages:?}");
+    assert!(said("Internal hiccup"), "{messages:?}");
+
+    let list = chronicle::amc::ListQuery {
+        workflow_id: "campaign_performance".into(),
+        min_creation_time: chrono::Utc::now() - chrono::Duration::hours(1),
+        next_token: None,
+    };
+    let error = h.client.list(INSTANCE, &list).await.unwrap_err();
+    assert!(error.to_string().contains("execution list"), "{error}");
+}
+
+#[tokio::test]
+async fn flat_and_wrapped_execution_bodies_read_the_same() {
+    let h = harness(slow(), "").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    let flat = h
+        .client
+        .get(INSTANCE, &created.workflow_execution_id)
+        .await
+        .unwrap();
+    h.sim.simulator.set_faults(Faults {
+        wrapped_bodies: true,
+        ..Faults::default()
+    });
+    let wrapped = h
+        .client
+        .get(INSTANCE, &created.workflow_execution_id)
+        .await
+        .unwrap();
+    assert_eq!(flat, wrapped);
+    let requests = h.sim.simulator.requests();
+    assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
+}
+
+#[tokio::test]
+async fn cancel_puts_cancelled_and_a_finished_execution_cannot_be_cancelled() {
+    let h = harness(slow(), "").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    let id = &created.workflow_execution_id;
+    h.client.cancel(INSTANCE, id).await.unwrap();
+    assert_eq!(
+        h.client.get(INSTANCE, id).await.unwrap().status,
+        Status::Cancelled
+    );
+    let put = h
+        .sim
+        .simulator
+        .requests()
+        .into_iter()
+        .find(|r| r.method == "PUT")
+        .expect("a PUT");
+    assert_eq!(put.body.as_deref(), Some(r#"{"status":"CANCELLED"}"#));
+
+    let again = h.client.cancel(INSTANCE, id).await.unwrap_err();
+    assert!(again.to_string().contains("cannot be cancelled"), "{again}");
+    assert_eq!(h.sim.simulator.violations().len(), 1);
+}
+
+#[tokio::test]
+async fn a_call_that_times_out_is_retried_then_reported_as_no_answer() {
+    let h = harness(slow(), "request_timeout = \"100ms\"\nretry_attempts = 3").await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    h.sim.simulator.set_faults(Faults {
+        latency: Duration::from_secs(2),
+        ..Faults::default()
+    });
+    let id = &created.workflow_execution_id;
+    let started = std::time::Instant::now();
+    let error = h.client.get(INSTANCE, id).await.unwrap_err();
+    assert_eq!(error.class(), "no_answer", "{error}");
+    // Three tries of at least the timeout each.
+    assert!(started.elapsed() >= Duration::from_millis(300));
+
+    h.sim.simulator.set_faults(Faults::default());
+    assert_eq!(
+        h.client.get(INSTANCE, id).await.unwrap().status,
+        Status::Pending
+    );
+}
+
+#[tokio::test]
+async fn a_token_is_refreshed_before_it_expires_so_amc_never_refuses_it() {
+    let h = harness(
+        SimConfig {
+            token_lifetime: Duration::from_secs(2),
+            ..slow()
+        },
+        "",
+    )
+    .await;
+    let created = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    // Past the refresh point (half of a short lifetime), before the expiry.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    h.client
+        .get(INSTANCE, &created.workflow_execution_id)
+        .await
+        .unwrap();
+    assert_eq!(calls_to(&h, "/auth/o2/token").len(), 2);
+    let requests = h.sim.simulator.requests();
+    assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
+}
