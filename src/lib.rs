@@ -9,6 +9,7 @@ pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod drift;
+pub mod firing;
 pub mod identity;
 pub mod journal;
 pub mod postgres_tls;
