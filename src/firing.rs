@@ -118,7 +118,9 @@ pub fn missed(
 ) -> Option<Missed> {
     let since = since?;
     let window = chrono::Duration::from_std(window).unwrap_or(chrono::Duration::MAX);
-    let from = now.checked_sub_signed(window).map_or(since, |w| w.max(since));
+    let from = now
+        .checked_sub_signed(window)
+        .map_or(since, |w| w.max(since));
     let mut found: Option<Missed> = None;
     let mut cursor = from;
     // Bounded: an every-second cron down for a week is 604,800 firings;
@@ -268,7 +270,9 @@ mod tests {
     use chrono_tz::{America::New_York, Europe::Berlin};
 
     fn utc(text: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(text).unwrap().with_timezone(&Utc)
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
     }
 
     /// Every firing of `cron` in `tz` in the 48 hours from `start`, driven
@@ -356,7 +360,13 @@ mod tests {
         let cron = parse_cron("0 0 6 * * *").unwrap();
         let since = Utc.with_ymd_and_hms(2026, 1, 1, 6, 0, 0).unwrap();
         let now = Utc.with_ymd_and_hms(2026, 1, 5, 12, 0, 0).unwrap();
-        let missed = missed(&cron, Tz::UTC, Some(since), now, Duration::from_secs(7 * 86400));
+        let missed = missed(
+            &cron,
+            Tz::UTC,
+            Some(since),
+            now,
+            Duration::from_secs(7 * 86400),
+        );
         assert_eq!(
             missed,
             Some(Missed {
@@ -375,7 +385,10 @@ mod tests {
         let two_days = Duration::from_secs(2 * 86400);
         let found = missed(&cron, Tz::UTC, Some(since), now, two_days).unwrap();
         assert_eq!(found.count, 2, "only the 19th and the 20th");
-        assert_eq!(found.first, Utc.with_ymd_and_hms(2026, 1, 19, 6, 0, 0).unwrap());
+        assert_eq!(
+            found.first,
+            Utc.with_ymd_and_hms(2026, 1, 19, 6, 0, 0).unwrap()
+        );
         let short = Duration::from_secs(3600);
         assert_eq!(missed(&cron, Tz::UTC, Some(since), now, short), None);
     }
@@ -393,14 +406,20 @@ mod tests {
     #[test]
     fn a_firing_while_the_collection_is_busy_is_skipped_until_it_finishes() {
         let mut decider = Decider::default();
-        assert_eq!(decider.decide("weekly", Reason::Fired, false), Reason::Fired);
+        assert_eq!(
+            decider.decide("weekly", Reason::Fired, false),
+            Reason::Fired
+        );
         assert_eq!(
             decider.decide("weekly", Reason::Fired, false),
             Reason::SkippedOverlap
         );
         assert_eq!(decider.decide("other", Reason::Fired, false), Reason::Fired);
         decider.finished("weekly");
-        assert_eq!(decider.decide("weekly", Reason::Catchup, false), Reason::Catchup);
+        assert_eq!(
+            decider.decide("weekly", Reason::Catchup, false),
+            Reason::Catchup
+        );
     }
 
     #[test]
@@ -411,7 +430,10 @@ mod tests {
             Reason::SkippedPaused
         );
         assert!(!decider.is_busy("weekly"));
-        assert_eq!(decider.decide("weekly", Reason::Fired, false), Reason::Fired);
+        assert_eq!(
+            decider.decide("weekly", Reason::Fired, false),
+            Reason::Fired
+        );
     }
 
     #[tokio::test(start_paused = true)]

@@ -4,6 +4,7 @@
 //! Owns loading, validation of the keys' values and the wrapping of secrets.
 //! It does not read schedule files (see `schedule`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub struct Settings {
     pub amc: AmcSettings,
     pub postgres: PostgresSettings,
     pub reconciler: ReconcilerSettings,
+    pub scheduler: SchedulerSettings,
+    /// Health and metrics endpoints; off unless `listen` is set.
+    #[serde(default)]
+    pub http: HttpSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -99,6 +104,27 @@ pub struct ReconcilerSettings {
     pub batch_size: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Firings missed while the daemon was down are caught up (once) only
+    /// this far back; a schedule file's `catchup_window` overrides it.
+    #[serde(with = "humantime_serde")]
+    pub catchup_window: Duration,
+    /// After SIGTERM/SIGINT, how long runs may finish their in-flight AMC
+    /// calls before they are cut; the final sync gets as long again.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address for /healthz and /metrics, e.g. `127.0.0.1:9187`; unset
+    /// serves nothing.
+    pub listen: Option<SocketAddr>,
+}
+
 /// The defaults, as the figment layer every other source overrides.
 #[derive(Serialize)]
 struct Defaults {
@@ -107,6 +133,7 @@ struct Defaults {
     amc: DefaultAmc,
     postgres: DefaultPostgres,
     reconciler: DefaultReconciler,
+    scheduler: DefaultScheduler,
 }
 
 #[derive(Serialize)]
@@ -138,6 +165,12 @@ struct DefaultPostgres {
 }
 
 #[derive(Serialize)]
+struct DefaultScheduler {
+    catchup_window: &'static str,
+    shutdown_timeout: &'static str,
+}
+
+#[derive(Serialize)]
 struct DefaultReconciler {
     interval: &'static str,
     batch_size: usize,
@@ -163,6 +196,10 @@ const DEFAULTS: Defaults = Defaults {
     reconciler: DefaultReconciler {
         interval: "60s",
         batch_size: 5000,
+    },
+    scheduler: DefaultScheduler {
+        catchup_window: "7days",
+        shutdown_timeout: "30s",
     },
 };
 
@@ -220,6 +257,9 @@ impl Settings {
         }
         if self.reconciler.interval.is_zero() {
             return invalid("reconciler.interval", "must be longer than zero");
+        }
+        if self.scheduler.shutdown_timeout.is_zero() {
+            return invalid("scheduler.shutdown_timeout", "must be longer than zero");
         }
         if self.reconciler.batch_size == 0 {
             return invalid("reconciler.batch_size", "must be at least 1");
