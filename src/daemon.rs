@@ -168,12 +168,17 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             tracing::info!(schedule = %schedule.name, reason = reason.as_str(), scheduled_for = %at, "firing skipped");
             return Ok(());
         }
-        tracing::info!(schedule = %schedule.name, reason = reason.as_str(), scheduled_for = %at, "collection run started");
         let runner = self.runner.clone();
         let schedule = schedule.clone();
-        let span = tracing::info_span!("collection_run", schedule = %schedule.name, reason = reason.as_str());
+        let span = tracing::info_span!(
+            "collection_run",
+            schedule = %schedule.name,
+            reason = reason.as_str(),
+            scheduled_for = %at
+        );
         self.runs.spawn(
             async move {
+                tracing::info!("collection run started");
                 let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
                 let result = runner
                     .collect(
@@ -375,12 +380,7 @@ pub async fn run<A: Api + Clone + 'static>(
         None => "not configured".to_owned(),
         Some(url) => {
             let tls = settings.postgres_tls();
-            let sync = reconciler::sync_once(
-                &journal,
-                url,
-                &tls,
-                settings.reconciler.batch_size,
-            );
+            let sync = reconciler::sync_once(&journal, url, &tls, settings.reconciler.batch_size);
             match tokio::time::timeout(grace, sync).await {
                 Ok(Ok(report)) => {
                     tracing::info!(rows = report.rows, "final sync done");
