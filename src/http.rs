@@ -107,3 +107,46 @@ async fn metrics(State((journal, _)): State<(Journal, bool)>) -> Response {
         Err(e) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn health_is_503_once_the_last_sync_failed_and_200_after_one_succeeds() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+        let state = || State((journal.clone(), true));
+        assert_eq!(healthz(state()).await.status(), StatusCode::OK);
+        journal
+            .record_sync(Some("cannot reach Postgres at db:5432"))
+            .unwrap();
+        assert_eq!(
+            healthz(state()).await.status(),
+            StatusCode::SERVICE_UNAVAILABLE
+        );
+        // Without Postgres configured, sync state does not count.
+        let journal_only = State((journal.clone(), false));
+        assert_eq!(healthz(journal_only).await.status(), StatusCode::OK);
+        journal.record_sync(None).unwrap();
+        assert_eq!(healthz(state()).await.status(), StatusCode::OK);
+    }
+
+    #[tokio::test]
+    async fn health_is_503_when_the_journal_refuses_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let journal = Journal::open(&path).unwrap();
+        // A read-only disk is hard to make in a test; a trigger makes the
+        // probe's write fail the same way.
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other
+            .execute_batch(
+                "CREATE TRIGGER no_probe BEFORE INSERT ON health_probe
+                 BEGIN SELECT RAISE(ABORT, 'disk is read-only'); END;",
+            )
+            .unwrap();
+        let response = healthz(State((journal, false))).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+}

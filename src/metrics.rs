@@ -108,9 +108,11 @@ mod tests {
         amc_request_error("test_throttled");
         amc_request_error("test_throttled");
         amc_request_error("test_server");
-        let mut snapshot = MetricsSnapshot::default();
-        snapshot.completed_weeks = 4;
-        snapshot.completed_with_execution_id = 3;
+        let mut snapshot = MetricsSnapshot {
+            completed_weeks: 4,
+            completed_with_execution_id: 3,
+            ..MetricsSnapshot::default()
+        };
         snapshot.weeks_by_status.insert("completed".into(), 4);
         let text = render(&snapshot);
         assert!(
