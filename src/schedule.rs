@@ -54,7 +54,7 @@ pub enum Backfill {
 pub struct Schedule {
     /// Collection name; its UUIDv5 is the collection id (I5).
     pub name: String,
-    /// Six fields with seconds, as tokio-cron-scheduler takes them.
+    /// Six fields with seconds, as croner parses them (see `firing`).
     pub cron: String,
     /// Weeks are calendar weeks in this zone, and cron fires in it.
     pub timezone: Tz,
