@@ -223,6 +223,15 @@ impl<A: Api + Clone + 'static> Daemon<A> {
         Ok(())
     }
 
+    /// Journals each schedule the daemon takes on for the first time.
+    fn arm(&self, loaded: &Loaded) -> anyhow::Result<()> {
+        for s in &loaded.schedules {
+            self.journal
+                .record_armed(&s.name, &s.cron, s.timezone.name())?;
+        }
+        Ok(())
+    }
+
     /// At start: one catch-up run for firings missed while down (within the
     /// window), or a resume run for attempts an earlier process left open.
     fn start_up(&mut self, loaded: &Loaded, now: DateTime<Utc>) -> anyhow::Result<()> {
@@ -231,8 +240,8 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             let window = schedule
                 .catchup_window
                 .unwrap_or(self.settings.scheduler.catchup_window);
-            let missed =
-                firing::missed(&timer.cron, timer.tz, record.last_decision_at, now, window);
+            let since = record.last_decision_at.or(record.armed_at);
+            let missed = firing::missed(&timer.cron, timer.tz, since, now, window);
             let collection = crate::identity::collection_id(&schedule.name);
             let open = self
                 .journal
@@ -318,12 +327,16 @@ pub async fn run<A: Api + Clone + 'static>(
         settings: settings.clone(),
     };
     daemon.start_up(&loaded, clock.now())?;
+    daemon.arm(&loaded)?;
     tracing::info!(schedules = loaded.schedules.len(), "daemon started");
 
     loop {
         tokio::select! {
             command = control.recv() => match command {
-                Some(Control::Reload) => reload(&settings, &journal, &mut loaded, clock.now())?,
+                Some(Control::Reload) => {
+                    reload(&settings, &journal, &mut loaded, clock.now())?;
+                    daemon.arm(&loaded)?;
+                }
                 Some(Control::Stop) | None => break,
             },
             due = firing::next_due(&mut loaded.timers, &clock) => {

@@ -21,6 +21,9 @@ use crate::identity;
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct ScheduleRecord {
     pub paused: bool,
+    /// When a daemon first took the schedule on; catch-up's reference
+    /// until its first decision.
+    pub armed_at: Option<DateTime<Utc>>,
     /// The scheduled instant of the last decision, and its reason.
     pub last_decision_at: Option<DateTime<Utc>>,
     pub last_reason: Option<String>,
@@ -110,6 +113,25 @@ impl Journal {
         })
     }
 
+    /// Journals that a daemon took the schedule on (`schedule.armed`), once
+    /// per schedule name: from then on a firing missed while the daemon is
+    /// down is caught up even before the schedule's first decision.
+    pub fn record_armed(&self, schedule: &str, cron: &str, timezone: &str) -> Result<bool> {
+        let record = self.schedule_record(schedule)?;
+        if record.armed_at.is_some() || record.last_decision_at.is_some() {
+            return Ok(false);
+        }
+        let payload = json!({"schedule": schedule, "cron": cron, "timezone": timezone});
+        self.scheduler_change("schedule.armed", schedule, payload, |tx, at| {
+            tx.execute(
+                "UPDATE schedule_state SET armed_at = ?1 WHERE name = ?2",
+                params![at, schedule],
+            )?;
+            Ok(())
+        })?;
+        Ok(true)
+    }
+
     /// Journals how a collection run ended (`schedule.run_finished`).
     /// `outcome` is `completed`, `failed` or `stopped`.
     pub fn record_run_finished(
@@ -179,13 +201,16 @@ impl Journal {
         let connection = self.lock();
         let record = connection
             .query_row(
-                "SELECT paused, last_decision_at, last_reason, last_outcome, last_outcome_at
+                "SELECT paused, last_decision_at, last_reason, last_outcome, last_outcome_at,
+                        armed_at
                  FROM schedule_state WHERE name = ?1",
                 [schedule],
                 |row| {
                     let at: Option<String> = row.get(1)?;
+                    let armed: Option<String> = row.get(5)?;
                     Ok(ScheduleRecord {
                         paused: row.get(0)?,
+                        armed_at: armed.as_deref().and_then(parse_timestamp),
                         last_decision_at: at.as_deref().and_then(parse_timestamp),
                         last_reason: row.get(2)?,
                         last_outcome: row.get(3)?,

@@ -27,9 +27,13 @@ fn free_port() -> u16 {
 }
 
 fn with_daemon_settings(app: &TestApp, port: u16) {
+    with_grace(app, port, "1s");
+}
+
+fn with_grace(app: &TestApp, port: u16, shutdown_timeout: &str) {
     let config = std::fs::read_to_string(&app.config_path).unwrap();
     app.set_config(&format!(
-        "{config}\n[scheduler]\nshutdown_timeout = \"1s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
+        "{config}\n[scheduler]\nshutdown_timeout = \"{shutdown_timeout}\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
 }
 
@@ -345,6 +349,7 @@ async fn a_paused_schedule_is_skipped_and_journaled_and_a_bad_reload_keeps_the_r
         firing_reasons(&journal)
     );
     let kinds: Vec<String> = events(&journal).into_iter().map(|(k, _)| k).collect();
+    assert!(kinds.contains(&"schedule.armed".to_owned()));
     assert!(kinds.contains(&"schedule.paused".to_owned()));
     assert!(kinds.contains(&"schedule.resumed".to_owned()));
     let journal_handle = chronicle::journal::Journal::open(&journal).unwrap();
@@ -358,4 +363,45 @@ async fn a_paused_schedule_is_skipped_and_journaled_and_a_bad_reload_keeps_the_r
     let out = String::from_utf8_lossy(&listed.stdout);
     assert!(out.contains("last firing  "), "{out}");
     assert!(!out.contains("last firing  never"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stop_signal_exits_at_once_with_code_130_and_leaves_the_journal_whole() {
+    let mut sim = quick_sim();
+    sim.execution_duration = Duration::from_secs(600);
+    let app = spawn_app(sim, &every_second(1)).await;
+    // A grace period far longer than the test: only the second signal can
+    // end the daemon in time.
+    with_grace(&app, free_port(), "10min");
+    let journal = app.journal_path();
+    let (mut daemon, lines) = start(&app, &[]);
+    eventually("a submitted execution", Duration::from_secs(30), || async {
+        count(
+            &journal,
+            "SELECT count(*) FROM attempts WHERE state = 'submitted'",
+        ) == 1
+    })
+    .await;
+    let pid = daemon.id().unwrap() as i32;
+    unsafe { libc::kill(pid, libc::SIGTERM) };
+    eventually("the daemon stopping", Duration::from_secs(30), || async {
+        lines.lock().unwrap().iter().any(|l| l.contains("stopping"))
+    })
+    .await;
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    let status = tokio::time::timeout(Duration::from_secs(30), daemon.wait())
+        .await
+        .expect("the second signal ends the daemon at once")
+        .unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(
+        count(
+            &journal,
+            "SELECT count(*) FROM attempts WHERE state = 'submitted'"
+        ),
+        1,
+        "the live execution stays for the next start"
+    );
+    let handle = chronicle::journal::Journal::open(&journal).unwrap();
+    assert_eq!(handle.verify_chain().unwrap(), None);
 }
