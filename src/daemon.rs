@@ -330,8 +330,19 @@ pub async fn run<A: Api + Clone + 'static>(
     daemon.arm(&loaded)?;
     tracing::info!(schedules = loaded.schedules.len(), "daemon started");
 
+    let mut watched = folder_fingerprint(&settings.schedules.dir);
+    let mut watch = settings.scheduler.watch_interval.map(tokio::time::interval);
     loop {
         tokio::select! {
+            _ = async { watch.as_mut().expect("guarded").tick().await }, if watch.is_some() => {
+                let now_seen = folder_fingerprint(&settings.schedules.dir);
+                if now_seen != watched {
+                    watched = now_seen;
+                    tracing::info!("the schedules folder changed; reloading");
+                    reload(&settings, &journal, &mut loaded, clock.now())?;
+                    daemon.arm(&loaded)?;
+                }
+            }
             command = control.recv() => match command {
                 Some(Control::Reload) => {
                     reload(&settings, &journal, &mut loaded, clock.now())?;
@@ -418,6 +429,29 @@ pub async fn run<A: Api + Clone + 'static>(
         json!({"runs_cut": cut, "final_sync": final_sync, "pid": std::process::id()}),
     )?;
     Ok(())
+}
+
+/// Names, sizes and modification times of the folder's schedule files:
+/// what changes when a file is added, removed or edited.
+fn folder_fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "toml"))
+        .map(|entry| {
+            let meta = entry.metadata().ok();
+            (
+                entry.path(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect();
+    files.sort();
+    files
 }
 
 /// Reads the schedules folder again. A folder that does not load (a bad

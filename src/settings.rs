@@ -115,6 +115,11 @@ pub struct SchedulerSettings {
     /// calls before they are cut; the final sync gets as long again.
     #[serde(with = "humantime_serde")]
     pub shutdown_timeout: Duration,
+    /// How often the schedules folder is checked for changes (reloaded as
+    /// on SIGHUP when a file is added, removed or modified); unset: only
+    /// SIGHUP reloads.
+    #[serde(default, with = "humantime_serde")]
+    pub watch_interval: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -257,6 +262,9 @@ impl Settings {
         }
         if self.reconciler.interval.is_zero() {
             return invalid("reconciler.interval", "must be longer than zero");
+        }
+        if self.scheduler.watch_interval.is_some_and(|d| d.is_zero()) {
+            return invalid("scheduler.watch_interval", "must be longer than zero");
         }
         if self.scheduler.shutdown_timeout.is_zero() {
             return invalid("scheduler.shutdown_timeout", "must be longer than zero");

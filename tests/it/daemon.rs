@@ -405,3 +405,50 @@ async fn a_second_stop_signal_exits_at_once_with_code_130_and_leaves_the_journal
     let handle = chronicle::journal::Journal::open(&journal).unwrap();
     assert_eq!(handle.verify_chain().unwrap(), None);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_watch_interval_a_new_schedule_file_is_picked_up_without_a_signal() {
+    let app = spawn_app(quick_sim(), &every_second(1)).await;
+    with_grace(&app, free_port(), "1s");
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    app.set_config(&config.replace("[scheduler]\n", "[scheduler]\nwatch_interval = \"100ms\"\n"));
+    let journal = app.journal_path();
+    assert!(app.chronicle(&["pause", "weekly"]).await.status.success());
+    let (daemon, lines) = start(&app, &[]);
+    eventually("the daemon firing", Duration::from_secs(30), || async {
+        !firing_reasons(&journal).is_empty()
+    })
+    .await;
+    let second = every_second(1).replace("cron = ", "name = \"second\"\ncron = ");
+    std::fs::write(app.dir.path().join("schedules/second.toml"), second).unwrap();
+    eventually(
+        "a reload naming the new schedule",
+        Duration::from_secs(30),
+        || async {
+            events(&journal).iter().any(|(kind, payload)| {
+                kind == "schedules.reloaded"
+                    && payload["schedules"] == serde_json::json!(["second", "weekly"])
+            })
+        },
+    )
+    .await;
+    eventually(
+        "the new schedule firing",
+        Duration::from_secs(30),
+        || async {
+            events(&journal)
+                .iter()
+                .any(|(kind, payload)| kind == "schedule.firing" && payload["schedule"] == "second")
+        },
+    )
+    .await;
+    stop(daemon, &lines).await;
+    assert!(
+        events(&journal)
+            .iter()
+            .all(|(kind, payload)| kind != "schedule.firing"
+                || payload["schedule"] != "weekly"
+                || payload["reason"] == "skipped-paused"),
+        "the reload kept the pause of `weekly`"
+    );
+}
