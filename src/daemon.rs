@@ -7,6 +7,7 @@
 //! Owns the loop, signals and shutdown. What to decide is `firing`'s; what a
 //! run does is the runner's; what reaches Postgres is the reconciler's.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -15,7 +16,7 @@ use indicatif::ProgressBar;
 use serde::Serialize;
 use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
+use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
 
 use crate::amc::Api;
@@ -147,6 +148,9 @@ struct Daemon<A> {
     runner: Arc<Runner<A>>,
     decider: Decider,
     runs: JoinSet<Finished>,
+    /// Which schedule each run task serves: a task that panicked or was
+    /// cut returns no name of its own, yet its collection must be freed.
+    running: HashMap<tokio::task::Id, String>,
     settings: Settings,
 }
 
@@ -169,6 +173,7 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             return Ok(());
         }
         let runner = self.runner.clone();
+        let name = schedule.name.clone();
         let schedule = schedule.clone();
         let span = tracing::info_span!(
             "collection_run",
@@ -176,7 +181,7 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             reason = reason.as_str(),
             scheduled_for = %at
         );
-        self.runs.spawn(
+        let task = self.runs.spawn(
             async move {
                 tracing::info!("collection run started");
                 let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
@@ -193,7 +198,41 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             }
             .instrument(span),
         );
+        self.running.insert(task.id(), name);
         Ok(())
+    }
+
+    /// Books the end of a run task, however it ended.
+    fn joined(
+        &mut self,
+        done: Result<(tokio::task::Id, Finished), JoinError>,
+    ) -> anyhow::Result<()> {
+        match done {
+            Ok((id, finished)) => {
+                self.running.remove(&id);
+                self.finished(finished)
+            }
+            Err(e) => {
+                let Some(name) = self.running.remove(&e.id()) else {
+                    return Ok(());
+                };
+                self.decider.finished(&name);
+                let why = if e.is_cancelled() {
+                    "the daemon stopped; live executions resume at the next start".to_owned()
+                } else {
+                    format!("the run panicked: {e}")
+                };
+                let outcome = if e.is_cancelled() {
+                    "stopped"
+                } else {
+                    "failed"
+                };
+                tracing::error!(schedule = %name, error = %why, "collection run ended early");
+                self.journal
+                    .record_run_finished(&name, outcome, 0, 0, Some(&why))?;
+                Ok(())
+            }
+        }
     }
 
     fn finished(&mut self, (name, result): Finished) -> anyhow::Result<()> {
@@ -324,6 +363,7 @@ pub async fn run<A: Api + Clone + 'static>(
         journal: journal.clone(),
         decider: Decider::default(),
         runs: JoinSet::new(),
+        running: HashMap::new(),
         settings: settings.clone(),
     };
     daemon.start_up(&loaded, clock.now())?;
@@ -356,45 +396,33 @@ pub async fn run<A: Api + Clone + 'static>(
                     daemon.decide(&schedule, Reason::Fired, at, json!({}))?;
                 }
             }
-            Some(done) = daemon.runs.join_next() => {
-                if let Ok(finished) = done {
-                    daemon.finished(finished)?;
-                }
-            }
+            Some(done) = daemon.runs.join_next_with_id() => daemon.joined(done)?,
         }
     }
 
     let grace = settings.scheduler.shutdown_timeout;
     tracing::info!(grace = ?grace, "stopping: no new firings; in-flight runs get the grace period, live AMC executions keep running and are resumed at the next start");
     let drained = tokio::time::timeout(grace, async {
-        while let Some(done) = daemon.runs.join_next().await {
-            if let Ok(finished) = done {
-                daemon.finished(finished)?;
-            }
+        while let Some(done) = daemon.runs.join_next_with_id().await {
+            daemon.joined(done)?;
         }
         anyhow::Ok(())
     })
     .await;
     let mut cut = Vec::new();
-    if drained.is_err() {
-        // Every journal write is one synchronous transaction, so cutting a
-        // run at an await point never leaves a half-written record.
-        daemon.runs.shutdown().await;
-        for schedule in &loaded.schedules {
-            if daemon.decider.is_busy(&schedule.name) {
-                daemon.decider.finished(&schedule.name);
-                journal.record_run_finished(
-                    &schedule.name,
-                    "stopped",
-                    0,
-                    0,
-                    Some("the daemon stopped; live executions resume at the next start"),
-                )?;
-                cut.push(schedule.name.clone());
+    match drained {
+        Err(_) => {
+            // Every journal write is one synchronous transaction, so cutting
+            // a run at an await point never leaves a half-written record.
+            daemon.runs.abort_all();
+            while let Some(done) = daemon.runs.join_next_with_id().await {
+                if let Err(e) = &done {
+                    cut.extend(daemon.running.get(&e.id()).cloned());
+                }
+                daemon.joined(done)?;
             }
         }
-    } else if let Ok(Err(e)) = drained {
-        return Err(e);
+        Ok(result) => result?,
     }
     let _ = stop_background.send(true);
     if let Some(reconciler) = reconciler {

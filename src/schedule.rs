@@ -316,6 +316,11 @@ backfill_weeks = 4
                 "backfill_weeks = 4\ncolour = \"red\"",
                 "colour",
             ),
+            (
+                "backfill_weeks = 4",
+                "backfill_weeks = 4\ncatchup_window = \"soon\"",
+                "key `catchup_window`",
+            ),
         ];
         for (from, to, expected) in cases {
             let file = write(dir.path(), "bad.toml", &VALID.replace(from, to));

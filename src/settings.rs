@@ -379,4 +379,33 @@ mod tests {
         let path = dir.path().join("ca.pem");
         assert!(error.contains(&path.display().to_string()), "{error}");
     }
+
+    #[test]
+    fn scheduler_and_http_keys_have_defaults_and_are_checked() {
+        let (_dir, settings) = load("");
+        let settings = settings.unwrap();
+        assert_eq!(
+            settings.scheduler.catchup_window,
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(settings.scheduler.watch_interval, None);
+        assert_eq!(settings.http.listen, None);
+        let (_dir, settings) =
+            load("[http]\nlisten = \"127.0.0.1:9187\"\n[scheduler]\nwatch_interval = \"5s\"\n");
+        let settings = settings.unwrap();
+        assert_eq!(
+            settings.http.listen,
+            Some("127.0.0.1:9187".parse().unwrap())
+        );
+        assert_eq!(
+            settings.scheduler.watch_interval,
+            Some(Duration::from_secs(5))
+        );
+        let (_dir, settings) = load("[scheduler]\nshutdown_timeout = \"0s\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("scheduler.shutdown_timeout"), "{error}");
+        let (_dir, settings) = load("[http]\nlisten = \"not an address\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("listen"), "{error}");
+    }
 }

@@ -221,6 +221,13 @@ async fn the_daemon_journals_its_decisions_stops_on_sigterm_and_the_next_start_r
         .expect("the cut run is journaled");
     assert_eq!(cut.1["outcome"], "stopped");
     assert_eq!(kinds.last().map(String::as_str), Some("daemon.stopped"));
+    let stopped = events(&journal).pop().unwrap().1;
+    assert_eq!(
+        stopped["runs_cut"],
+        serde_json::json!(["weekly"]),
+        "{stopped}"
+    );
+    assert_eq!(stopped["final_sync"], "done", "{stopped}");
     // JSON logs: one object per line, with the collection run's span fields.
     let logged = lines.lock().unwrap().clone();
     for line in &logged {
