@@ -10,7 +10,7 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Timelike, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 
@@ -75,6 +75,9 @@ pub fn parse_cron(expression: &str) -> Result<Cron, String> {
 /// first instant after the gap; one that happens twice (fall back) fires
 /// once, at its first occurrence.
 pub fn next_after(cron: &Cron, tz: Tz, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    // croner keeps the start's fraction of a second; firings are on whole
+    // seconds, and journaled as such.
+    let after = after.with_nanosecond(0).unwrap_or(after);
     cron.find_next_occurrence(&after.with_timezone(&tz), false)
         .ok()
         .map(|t| t.with_timezone(&Utc))
@@ -339,6 +342,13 @@ mod tests {
         // 02:45 CET, the second pass, after the 02:30 CEST firing.
         let next = next_after(&cron, Berlin, utc("2026-10-25T01:45:00Z")).unwrap();
         assert_eq!(next, utc("2026-10-26T01:30:00Z"));
+    }
+
+    #[test]
+    fn firings_fall_on_whole_seconds_whatever_the_instant_searched_from() {
+        let cron = parse_cron("* * * * * *").unwrap();
+        let next = next_after(&cron, Berlin, utc("2026-01-01T00:00:00.75Z")).unwrap();
+        assert_eq!(next, utc("2026-01-01T00:00:01Z"));
     }
 
     #[test]
