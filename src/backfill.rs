@@ -11,6 +11,7 @@ use chrono::{NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::amc::Api;
+use crate::firing::Reason;
 use crate::journal::{Journal, JournalError, Plan};
 use crate::reconciler::{self, SyncReport};
 use crate::runner::{Limits, RunError, RunReport, Runner, request_for};
@@ -55,6 +56,13 @@ pub async fn run<A: Api + Clone + 'static>(
 ) -> Result<Summary, RunError> {
     let _lock = journal.lock_runner(triggered_by)?;
     let recovering = journal.record_runner_start(triggered_by)?;
+    // A person asked: journaled like the daemon's decisions, pause or not.
+    journal.record_firing(
+        &schedule.name,
+        Reason::Manual,
+        Utc::now(),
+        serde_json::json!({"command": triggered_by}),
+    )?;
     if recovering > 0 {
         tracing::info!(
             attempts = recovering,
@@ -73,6 +81,18 @@ pub async fn run<A: Api + Clone + 'static>(
     let bar = progress_bar(&schedule.name);
     let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;
     bar.finish_and_clear();
+    let outcome = if report.failed.is_empty() {
+        "completed"
+    } else {
+        "failed"
+    };
+    journal.record_run_finished(
+        &schedule.name,
+        outcome,
+        report.completed.len(),
+        report.failed.len(),
+        None,
+    )?;
     let sync = match settings.postgres_url() {
         None => SyncOutcome::NotConfigured,
         Some(url) => {

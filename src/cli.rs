@@ -33,6 +33,9 @@ pub struct Cli {
     /// defaults; CHRONICLE_SECTION__KEY variables override both).
     #[arg(long, global = true)]
     pub config: Option<PathBuf>,
+    /// Log lines as text, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t)]
+    pub log_format: crate::telemetry::LogFormat,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -75,6 +78,17 @@ pub enum Command {
     },
     /// The daemon: fire each schedule's cron and keep Postgres in sync.
     Run,
+    /// Validate every schedule file and list each with its next three
+    /// firings (its timezone and UTC) and its last firing and outcome.
+    Schedules {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop firing a schedule (journaled) until `resume`.
+    Pause { schedule: String },
+    /// Fire a paused schedule again (journaled).
+    Resume { schedule: String },
     /// Everything the journal knows about one week: by week date
     /// (YYYY-MM-DD), week id, attempt id or AMC execution id.
     Lineage {
@@ -198,7 +212,32 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             settings.require_amc_credentials()?;
             let journal = Journal::open(&settings.journal.path)?;
             let api = Client::new(&settings.amc, http_client());
-            crate::daemon::run(settings, schedules, journal, api, shutdown_signal()).await?;
+            let control = crate::daemon::os_signals()?;
+            crate::daemon::run(settings, schedules, journal, api, control).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Schedules { json } => {
+            let settings = settings(&cli)?;
+            let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;
+            let journal = Journal::open(&settings.journal.path)?;
+            let listing = crate::daemon::listing(&schedules, &journal, Utc::now())?;
+            if *json {
+                println!("{}", serde_json::to_string_pretty(&listing)?);
+            } else {
+                print!("{}", report::schedules(&listing));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Pause { schedule } | Command::Resume { schedule } => {
+            let pause = matches!(cli.command, Command::Pause { .. });
+            let settings = settings(&cli)?;
+            let found = schedule::find(&settings.schedules.dir, schedule, Utc::now().date_naive())?;
+            let changed = Journal::open(&settings.journal.path)?.set_paused(&found.name, pause)?;
+            let state = if pause { "paused" } else { "resumed" };
+            match changed {
+                true => println!("schedule `{}` {state}", found.name),
+                false => println!("schedule `{}` was already {state}", found.name),
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::Verify { repair, json } => verify_command(&settings(&cli)?, *repair, *json).await,

@@ -1,167 +1,514 @@
-//! `chronicle run`: fires each schedule's cron (tokio-cron-scheduler), runs
-//! each firing's due weeks, and drains the outbox every reconciler interval,
-//! until the shutdown future resolves.
+//! `chronicle run`: fires each schedule's cron in its timezone, catches up
+//! firings missed while it was down, skips overlapping and paused firings,
+//! journals every one of those decisions, reloads schedules on SIGHUP, serves
+//! /healthz and /metrics, drains the outbox every reconciler interval, and
+//! stops gracefully on SIGTERM/SIGINT.
 //!
-//! Owns firing, overlap and shutdown. What a firing does is the runner's;
-//! what reaches Postgres is the reconciler's.
+//! Owns the loop, signals and shutdown. What to decide is `firing`'s; what a
+//! run does is the runner's; what reaches Postgres is the reconciler's.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use anyhow::Context;
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
+use serde::Serialize;
+use serde_json::json;
 use tokio::sync::{mpsc, watch};
-use tokio::task::JoinSet;
-use tokio_cron_scheduler::{Job, JobScheduler};
+use tokio::task::{JoinError, JoinSet};
+use tracing::Instrument;
 
 use crate::amc::Api;
+use crate::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
 use crate::journal::Journal;
 use crate::reconciler;
-use crate::runner::{Limits, Runner};
-use crate::schedule::Schedule;
+use crate::runner::{Limits, RunError, RunReport, Runner};
+use crate::schedule::{self, Schedule};
 use crate::settings::Settings;
 
-/// Why a collection run started, as recorded in `triggered_by`.
-const FIRED: &str = "schedule";
-const RESUMED: &str = "resume";
+/// What the outside world asks of the daemon (signals, or a test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// SIGTERM or SIGINT: stop firing, finish up, exit.
+    Stop,
+    /// SIGHUP: read the schedules folder again.
+    Reload,
+}
+
+/// Turns SIGTERM/SIGINT into `Stop` and SIGHUP into `Reload`. A second
+/// stop signal exits the process at once (code 130), as users expect of a
+/// second Ctrl-C.
+pub fn os_signals() -> anyhow::Result<mpsc::Receiver<Control>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot listen for SIGHUP")?;
+    let (send, receive) = mpsc::channel(8);
+    tokio::spawn(async move {
+        let mut stopping = false;
+        loop {
+            let control = tokio::select! {
+                _ = term.recv() => Control::Stop,
+                _ = int.recv() => Control::Stop,
+                _ = hup.recv() => Control::Reload,
+            };
+            if control == Control::Stop {
+                if stopping {
+                    eprintln!("second stop signal: exiting now");
+                    std::process::exit(130);
+                }
+                stopping = true;
+            }
+            if send.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(receive)
+}
+
+/// One schedule as `chronicle schedules` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct Listing {
+    pub name: String,
+    pub cron: String,
+    pub timezone: String,
+    pub paused: bool,
+    /// The next three firings: local time in the schedule's zone, and UTC.
+    pub next: Vec<(String, DateTime<Utc>)>,
+    pub last_decision_at: Option<DateTime<Utc>>,
+    pub last_reason: Option<String>,
+    pub last_outcome: Option<String>,
+    pub last_outcome_at: Option<String>,
+}
+
+pub fn listing(
+    schedules: &[Schedule],
+    journal: &Journal,
+    now: DateTime<Utc>,
+) -> anyhow::Result<Vec<Listing>> {
+    schedules
+        .iter()
+        .map(|s| {
+            let cron = firing::parse_cron(&s.cron).map_err(anyhow::Error::msg)?;
+            let record = journal.schedule_record(&s.name)?;
+            Ok(Listing {
+                name: s.name.clone(),
+                cron: s.cron.clone(),
+                timezone: s.timezone.name().to_owned(),
+                paused: record.paused,
+                next: firing::upcoming(&cron, s.timezone, now, 3)
+                    .into_iter()
+                    .map(|t| {
+                        let local = t.with_timezone(&s.timezone);
+                        (local.format("%Y-%m-%d %H:%M:%S %Z").to_string(), t)
+                    })
+                    .collect(),
+                last_decision_at: record.last_decision_at,
+                last_reason: record.last_reason,
+                last_outcome: record.last_outcome,
+                last_outcome_at: record.last_outcome_at,
+            })
+        })
+        .collect()
+}
+
+/// The schedules being fired and their timers, replaced as a whole on reload.
+struct Loaded {
+    schedules: Vec<Schedule>,
+    /// `timers[i]` fires `schedules[i]`.
+    timers: Vec<Timer>,
+}
+
+impl Loaded {
+    fn new(schedules: Vec<Schedule>, now: DateTime<Utc>) -> anyhow::Result<Loaded> {
+        let timers = schedules
+            .iter()
+            .map(|s| {
+                let cron = firing::parse_cron(&s.cron).map_err(|why| {
+                    anyhow::anyhow!("schedule file {}: key `cron`: {why}", s.file.display())
+                })?;
+                Ok(Timer::new(cron, s.timezone, now))
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Loaded { schedules, timers })
+    }
+
+    fn names(&self) -> Vec<String> {
+        self.schedules.iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+/// A collection run's end, as the run task hands it back.
+type Finished = (String, Result<RunReport, RunError>);
+
+struct Daemon<A> {
+    journal: Journal,
+    runner: Arc<Runner<A>>,
+    decider: Decider,
+    runs: JoinSet<Finished>,
+    /// Which schedule each run task serves: a task that panicked or was
+    /// cut returns no name of its own, yet its collection must be freed.
+    running: HashMap<tokio::task::Id, String>,
+    settings: Settings,
+}
+
+impl<A: Api + Clone + 'static> Daemon<A> {
+    /// Journals the decision for one wanted firing and starts the run when
+    /// the decision is to run.
+    fn decide(
+        &mut self,
+        schedule: &Schedule,
+        wanted: Reason,
+        at: DateTime<Utc>,
+        detail: serde_json::Value,
+    ) -> anyhow::Result<()> {
+        let paused = self.journal.schedule_record(&schedule.name)?.paused;
+        let reason = self.decider.decide(&schedule.name, wanted, paused);
+        self.journal
+            .record_firing(&schedule.name, reason, at, detail)?;
+        if !reason.runs() {
+            tracing::info!(schedule = %schedule.name, reason = reason.as_str(), scheduled_for = %at, "firing skipped");
+            return Ok(());
+        }
+        let runner = self.runner.clone();
+        let name = schedule.name.clone();
+        let schedule = schedule.clone();
+        let span = tracing::info_span!(
+            "collection_run",
+            schedule = %schedule.name,
+            reason = reason.as_str(),
+            scheduled_for = %at
+        );
+        let task = self.runs.spawn(
+            async move {
+                tracing::info!("collection run started");
+                let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+                let result = runner
+                    .collect(
+                        &schedule,
+                        today,
+                        reason.triggered_by(),
+                        &ProgressBar::hidden(),
+                    )
+                    .await
+                    .map(|(_, report)| report);
+                (schedule.name.clone(), result)
+            }
+            .instrument(span),
+        );
+        self.running.insert(task.id(), name);
+        Ok(())
+    }
+
+    /// Books the end of a run task, however it ended.
+    fn joined(
+        &mut self,
+        done: Result<(tokio::task::Id, Finished), JoinError>,
+    ) -> anyhow::Result<()> {
+        match done {
+            Ok((id, finished)) => {
+                self.running.remove(&id);
+                self.finished(finished)
+            }
+            Err(e) => {
+                let Some(name) = self.running.remove(&e.id()) else {
+                    return Ok(());
+                };
+                self.decider.finished(&name);
+                let why = if e.is_cancelled() {
+                    "the daemon stopped; live executions resume at the next start".to_owned()
+                } else {
+                    format!("the run panicked: {e}")
+                };
+                let outcome = if e.is_cancelled() {
+                    "stopped"
+                } else {
+                    "failed"
+                };
+                tracing::error!(schedule = %name, error = %why, "collection run ended early");
+                self.journal
+                    .record_run_finished(&name, outcome, 0, 0, Some(&why))?;
+                Ok(())
+            }
+        }
+    }
+
+    fn finished(&mut self, (name, result): Finished) -> anyhow::Result<()> {
+        self.decider.finished(&name);
+        match result {
+            Ok(report) => {
+                let outcome = if report.failed.is_empty() {
+                    "completed"
+                } else {
+                    "failed"
+                };
+                tracing::info!(schedule = %name, completed = report.completed.len(), failed = report.failed.len(), "collection run finished");
+                self.journal.record_run_finished(
+                    &name,
+                    outcome,
+                    report.completed.len(),
+                    report.failed.len(),
+                    None,
+                )?;
+            }
+            Err(e) => {
+                tracing::error!(schedule = %name, error = %e, "collection run stopped");
+                self.journal
+                    .record_run_finished(&name, "failed", 0, 0, Some(&e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Journals each schedule the daemon takes on for the first time.
+    fn arm(&self, loaded: &Loaded) -> anyhow::Result<()> {
+        for s in &loaded.schedules {
+            self.journal
+                .record_armed(&s.name, &s.cron, s.timezone.name())?;
+        }
+        Ok(())
+    }
+
+    /// At start: one catch-up run for firings missed while down (within the
+    /// window), or a resume run for attempts an earlier process left open.
+    fn start_up(&mut self, loaded: &Loaded, now: DateTime<Utc>) -> anyhow::Result<()> {
+        for (schedule, timer) in loaded.schedules.iter().zip(&loaded.timers) {
+            let record = self.journal.schedule_record(&schedule.name)?;
+            let window = schedule
+                .catchup_window
+                .unwrap_or(self.settings.scheduler.catchup_window);
+            let since = record.last_decision_at.or(record.armed_at);
+            let missed = firing::missed(&timer.cron, timer.tz, since, now, window);
+            let collection = crate::identity::collection_id(&schedule.name);
+            let open = self
+                .journal
+                .work(collection)?
+                .iter()
+                .any(|w| w.open_attempt.is_some());
+            match missed {
+                Some(missed) => self.decide(
+                    schedule,
+                    Reason::Catchup,
+                    missed.last,
+                    json!({
+                        "missed_firings": missed.count,
+                        "first_missed": missed.first,
+                        "catchup_window_seconds": window.as_secs(),
+                    }),
+                )?,
+                None if open => self.decide(schedule, Reason::Resume, now, json!({}))?,
+                None => {}
+            }
+        }
+        Ok(())
+    }
+}
 
 pub async fn run<A: Api + Clone + 'static>(
     settings: Settings,
     schedules: Vec<Schedule>,
     journal: Journal,
     api: A,
-    shutdown: impl Future<Output = ()>,
+    mut control: mpsc::Receiver<Control>,
 ) -> anyhow::Result<()> {
     let _lock = journal.lock_runner("run")?;
     let recovering = journal.record_runner_start("run")?;
-    let runner = Arc::new(Runner::new(
-        api,
-        journal.clone(),
-        crate::amc::client::http_client(),
-        settings.amc.poll_interval,
-        Limits::new(settings.amc.max_concurrent_executions),
-    ));
-    let (fire, mut fired) = mpsc::channel::<(usize, &'static str)>(64);
-    let mut scheduler = JobScheduler::new()
-        .await
-        .context("cannot start the cron scheduler")?;
-    for (index, schedule) in schedules.iter().enumerate() {
-        let fire = fire.clone();
-        let job = Job::new_async_tz(schedule.cron.as_str(), schedule.timezone, move |_, _| {
-            let fire = fire.clone();
-            Box::pin(async move {
-                // Full channel: a firing is already queued for the run.
-                let _ = fire.try_send((index, FIRED));
-            })
-        })
-        .with_context(|| {
-            format!(
-                "schedule {}: cannot schedule cron `{}`",
-                schedule.file.display(),
-                schedule.cron
-            )
-        })?;
-        scheduler.add(job).await.context("cannot add a cron job")?;
-    }
-    // Attempts an earlier process left open are resumed now, not at the
-    // next firing: their executions are running in AMC meanwhile.
     if recovering > 0 {
         tracing::info!(
             attempts = recovering,
             "resuming attempts an earlier process left open"
         );
     }
-    for (index, schedule) in schedules.iter().enumerate() {
-        let collection = crate::identity::collection_id(&schedule.name);
-        if journal
-            .work(collection)?
-            .iter()
-            .any(|w| w.open_attempt.is_some())
-        {
-            let _ = fire.try_send((index, RESUMED));
+    let clock = SystemClock;
+    let mut loaded = Loaded::new(schedules, clock.now())?;
+    let (stop_background, background_stopped) = watch::channel(false);
+    let stopped = move || {
+        let mut stopped = background_stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|stop| *stop).await;
         }
-    }
-    scheduler
-        .start()
-        .await
-        .context("cannot start the cron scheduler")?;
-    tracing::info!(schedules = schedules.len(), "daemon started");
-
-    let (stop_sync, sync_stopped) = watch::channel(false);
+    };
+    let http = match settings.http.listen {
+        Some(listen) => Some(
+            crate::http::serve(
+                listen,
+                journal.clone(),
+                settings.postgres_url().is_some(),
+                stopped(),
+            )
+            .await?,
+        ),
+        None => None,
+    };
     let reconciler = settings.postgres_url().map(|url| {
-        let mut stopped = sync_stopped.clone();
         tokio::spawn(reconciler::run(
             journal.clone(),
             url.to_owned(),
             settings.postgres_tls(),
             settings.reconciler.interval,
             settings.reconciler.batch_size,
-            async move {
-                let _ = stopped.wait_for(|stop| *stop).await;
-            },
+            stopped(),
         ))
     });
+    let mut daemon = Daemon {
+        runner: Arc::new(Runner::new(
+            api,
+            journal.clone(),
+            crate::amc::client::http_client(),
+            settings.amc.poll_interval,
+            Limits::new(settings.amc.max_concurrent_executions),
+        )
+        .with_settings(&settings.amc)),
+        journal: journal.clone(),
+        decider: Decider::default(),
+        runs: JoinSet::new(),
+        running: HashMap::new(),
+        settings: settings.clone(),
+    };
+    daemon.start_up(&loaded, clock.now())?;
+    daemon.arm(&loaded)?;
+    tracing::info!(schedules = loaded.schedules.len(), "daemon started");
 
-    let schedules = Arc::new(schedules);
-    let mut busy = HashSet::new();
-    let mut runs = JoinSet::new();
-    tokio::pin!(shutdown);
+    let mut watched = folder_fingerprint(&settings.schedules.dir);
+    let mut watch = settings.scheduler.watch_interval.map(tokio::time::interval);
     loop {
         tokio::select! {
-            _ = &mut shutdown => break,
-            Some((index, reason)) = fired.recv() => {
-                let name = &schedules[index].name;
-                if !busy.insert(index) {
-                    tracing::info!(schedule = %name, "firing skipped: the previous run of this collection is still going");
-                    continue;
-                }
-                tracing::info!(schedule = %name, reason, "collection run started");
-                let runner = runner.clone();
-                let schedules = schedules.clone();
-                runs.spawn(async move {
-                    let schedule = &schedules[index];
-                    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
-                    let result = runner.collect(schedule, today, reason, &ProgressBar::hidden()).await;
-                    match result {
-                        Ok((_, report)) => tracing::info!(schedule = %schedule.name, completed = report.completed.len(), failed = report.failed.len(), "collection run finished"),
-                        Err(e) => tracing::error!(schedule = %schedule.name, error = %e, "collection run stopped"),
-                    }
-                    index
-                });
-            }
-            Some(done) = runs.join_next() => {
-                if let Ok(index) = done {
-                    busy.remove(&index);
+            _ = async { watch.as_mut().expect("guarded").tick().await }, if watch.is_some() => {
+                let now_seen = folder_fingerprint(&settings.schedules.dir);
+                if now_seen != watched {
+                    watched = now_seen;
+                    tracing::info!("the schedules folder changed; reloading");
+                    reload(&settings, &journal, &mut loaded, clock.now())?;
+                    daemon.arm(&loaded)?;
                 }
             }
+            command = control.recv() => match command {
+                Some(Control::Reload) => {
+                    reload(&settings, &journal, &mut loaded, clock.now())?;
+                    daemon.arm(&loaded)?;
+                }
+                Some(Control::Stop) | None => break,
+            },
+            due = firing::next_due(&mut loaded.timers, &clock) => {
+                for (index, at) in due {
+                    let schedule = loaded.schedules[index].clone();
+                    daemon.decide(&schedule, Reason::Fired, at, json!({}))?;
+                }
+            }
+            Some(done) = daemon.runs.join_next_with_id() => daemon.joined(done)?,
         }
     }
 
-    tracing::info!(
-        "shutting down: live AMC executions keep running and are resumed at the next start"
-    );
-    let _ = scheduler.shutdown().await;
-    // Every journal write is one synchronous transaction, so stopping the
-    // runs at an await point never leaves a half-written record.
-    runs.shutdown().await;
-    let _ = stop_sync.send(true);
+    let grace = settings.scheduler.shutdown_timeout;
+    tracing::info!(grace = ?grace, "stopping: no new firings; in-flight runs get the grace period, live AMC executions keep running and are resumed at the next start");
+    let drained = tokio::time::timeout(grace, async {
+        while let Some(done) = daemon.runs.join_next_with_id().await {
+            daemon.joined(done)?;
+        }
+        anyhow::Ok(())
+    })
+    .await;
+    let mut cut = Vec::new();
+    match drained {
+        Err(_) => {
+            // Every journal write is one synchronous transaction, so cutting
+            // a run at an await point never leaves a half-written record.
+            daemon.runs.abort_all();
+            while let Some(done) = daemon.runs.join_next_with_id().await {
+                if let Err(e) = &done {
+                    cut.extend(daemon.running.get(&e.id()).cloned());
+                }
+                daemon.joined(done)?;
+            }
+        }
+        Ok(result) => result?,
+    }
+    let _ = stop_background.send(true);
     if let Some(reconciler) = reconciler {
         let _ = reconciler.await;
     }
-    if let Some(url) = settings.postgres_url() {
-        match reconciler::sync_once(
-            &journal,
-            url,
-            &settings.postgres_tls(),
-            settings.reconciler.batch_size,
-        )
-        .await
-        {
-            Ok(report) => tracing::info!(rows = report.rows, "final sync done"),
-            Err(e) => {
-                tracing::warn!(error = %e, "final sync failed; the journal keeps the updates")
+    let final_sync = match settings.postgres_url() {
+        None => "not configured".to_owned(),
+        Some(url) => {
+            let tls = settings.postgres_tls();
+            let sync = reconciler::sync_once(&journal, url, &tls, settings.reconciler.batch_size);
+            match tokio::time::timeout(grace, sync).await {
+                Ok(Ok(report)) => {
+                    tracing::info!(rows = report.rows, "final sync done");
+                    "done".to_owned()
+                }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "final sync failed; the journal keeps the updates");
+                    format!("failed: {e}")
+                }
+                Err(_) => {
+                    tracing::warn!("final sync timed out; the journal keeps the updates");
+                    "timed out".to_owned()
+                }
             }
+        }
+    };
+    if let Some(http) = http {
+        let _ = http.await;
+    }
+    journal.record_scheduler_event(
+        "daemon.stopped",
+        json!({"runs_cut": cut, "final_sync": final_sync, "pid": std::process::id()}),
+    )?;
+    Ok(())
+}
+
+/// Names, sizes and modification times of the folder's schedule files:
+/// what changes when a file is added, removed or edited.
+fn folder_fingerprint(
+    dir: &std::path::Path,
+) -> Vec<(std::path::PathBuf, u64, Option<std::time::SystemTime>)> {
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|entry| entry.ok())
+        .filter(|entry| entry.path().extension().is_some_and(|ext| ext == "toml"))
+        .map(|entry| {
+            let meta = entry.metadata().ok();
+            (
+                entry.path(),
+                meta.as_ref().map_or(0, |m| m.len()),
+                meta.and_then(|m| m.modified().ok()),
+            )
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reads the schedules folder again. A folder that does not load (a bad
+/// file, a duplicate name) keeps the current set, and says why.
+fn reload(
+    settings: &Settings,
+    journal: &Journal,
+    loaded: &mut Loaded,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
+    let fresh = schedule::load_dir(&settings.schedules.dir, now.date_naive())
+        .map_err(anyhow::Error::from)
+        .and_then(|schedules| Loaded::new(schedules, now));
+    match fresh {
+        Ok(fresh) => {
+            tracing::info!(schedules = ?fresh.names(), "schedules reloaded");
+            journal.record_scheduler_event(
+                "schedules.reloaded",
+                json!({"schedules": fresh.names(), "error": null}),
+            )?;
+            *loaded = fresh;
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "schedules not reloaded; the previous set keeps running");
+            journal.record_scheduler_event(
+                "schedules.reloaded",
+                json!({"schedules": loaded.names(), "error": format!("{e:#}"), "kept_previous": true}),
+            )?;
         }
     }
     Ok(())

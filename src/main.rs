@@ -9,8 +9,8 @@ use chronicle::cli::{self, Cli};
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    chronicle::telemetry::init();
     let cli = Cli::parse();
+    chronicle::telemetry::init(cli.log_format);
     match cli::run(cli).await {
         Ok(code) => code,
         Err(error) => {

@@ -246,3 +246,36 @@ pub fn drift(report: &DriftReport) -> String {
     }
     out
 }
+
+/// `chronicle schedules`: one block per schedule, its next firings in its
+/// zone and in UTC, and what the scheduler last did about it.
+pub fn schedules(listing: &[crate::daemon::Listing]) -> String {
+    let mut out = String::new();
+    for s in listing {
+        let paused = if s.paused { "  [paused]" } else { "" };
+        out.push_str(&format!(
+            "{}  cron `{}` in {}{paused}\n",
+            s.name, s.cron, s.timezone
+        ));
+        for (local, utc) in &s.next {
+            out.push_str(&format!(
+                "  next  {local}  =  {}\n",
+                utc.format("%Y-%m-%d %H:%M:%S UTC")
+            ));
+        }
+        match (&s.last_decision_at, &s.last_reason) {
+            (Some(at), Some(reason)) => out.push_str(&format!(
+                "  last firing  {}  {reason}\n",
+                at.format("%Y-%m-%d %H:%M:%S UTC")
+            )),
+            _ => out.push_str("  last firing  never\n"),
+        }
+        if let (Some(outcome), Some(at)) = (&s.last_outcome, &s.last_outcome_at) {
+            out.push_str(&format!("  last run     {outcome} at {at}\n"));
+        }
+    }
+    if listing.is_empty() {
+        out.push_str("no schedule files\n");
+    }
+    out
+}

@@ -35,6 +35,8 @@ struct ScheduleFile {
     backfill_from: Option<toml::Value>,
     data_lag_days: Option<u32>,
     max_retries: Option<u32>,
+    /// A humantime span, e.g. "3days".
+    catchup_window: Option<String>,
     #[serde(default)]
     parameters: BTreeMap<String, String>,
 }
@@ -52,7 +54,7 @@ pub enum Backfill {
 pub struct Schedule {
     /// Collection name; its UUIDv5 is the collection id (I5).
     pub name: String,
-    /// Six fields with seconds, as tokio-cron-scheduler takes them.
+    /// Six fields with seconds, as croner parses them (see `firing`).
     pub cron: String,
     /// Weeks are calendar weeks in this zone, and cron fires in it.
     pub timezone: Tz,
@@ -66,6 +68,9 @@ pub struct Schedule {
     pub max_retries: u32,
     /// Sent as `parameterValues`.
     pub parameters: BTreeMap<String, String>,
+    /// Overrides `scheduler.catchup_window` for this schedule: how far back
+    /// missed firings are caught up at start.
+    pub catchup_window: Option<std::time::Duration>,
     /// The file it came from, for errors and lineage.
     pub file: PathBuf,
     /// sha256 of the file's bytes: lineage records which version ran.
@@ -151,6 +156,17 @@ impl Schedule {
                 return Err(error(format!("key `{key}`: must not be empty")));
             }
         }
+        let catchup_window = raw
+            .catchup_window
+            .as_deref()
+            .map(|text| {
+                humantime::parse_duration(text).map_err(|e| {
+                    error(format!(
+                        "key `catchup_window`: `{text}` is not a duration like \"3days\" ({e})"
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(Schedule {
             name,
             cron: raw.cron,
@@ -162,6 +178,7 @@ impl Schedule {
             data_lag_days: raw.data_lag_days.unwrap_or(14),
             max_retries: raw.max_retries.unwrap_or(3),
             parameters: raw.parameters,
+            catchup_window,
             file: file.to_path_buf(),
             content_hash: hex::encode(Sha256::digest(&bytes)),
         })
@@ -220,17 +237,9 @@ pub fn find(dir: &Path, name: &str, today: NaiveDate) -> Result<Schedule, Schedu
         })
 }
 
-/// The same parser tokio-cron-scheduler uses, so what passes here fires there.
+/// The parser the daemon's timer uses, so what passes here fires there.
 fn validate_cron(expression: &str) -> Result<(), String> {
-    croner::parser::CronParser::builder()
-        .seconds(croner::parser::Seconds::Required)
-        .dom_and_dow(true)
-        .build()
-        .parse(expression)
-        .map(|_| ())
-        .map_err(|e| {
-            format!("`{expression}` is not a six-field cron expression with seconds ({e})")
-        })
+    crate::firing::parse_cron(expression).map(|_| ())
 }
 
 /// toml's own text shows the offending line, so the key is always named.
@@ -306,6 +315,11 @@ backfill_weeks = 4
                 "backfill_weeks = 4",
                 "backfill_weeks = 4\ncolour = \"red\"",
                 "colour",
+            ),
+            (
+                "backfill_weeks = 4",
+                "backfill_weeks = 4\ncatchup_window = \"soon\"",
+                "key `catchup_window`",
             ),
         ];
         for (from, to, expected) in cases {

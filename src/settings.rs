@@ -4,6 +4,7 @@
 //! Owns loading, validation of the keys' values and the wrapping of secrets.
 //! It does not read schedule files (see `schedule`).
 
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -31,6 +32,10 @@ pub struct Settings {
     pub amc: AmcSettings,
     pub postgres: PostgresSettings,
     pub reconciler: ReconcilerSettings,
+    pub scheduler: SchedulerSettings,
+    /// Health and metrics endpoints; off unless `listen` is set.
+    #[serde(default)]
+    pub http: HttpSettings,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +142,32 @@ pub struct ReconcilerSettings {
     pub batch_size: usize,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    /// Firings missed while the daemon was down are caught up (once) only
+    /// this far back; a schedule file's `catchup_window` overrides it.
+    #[serde(with = "humantime_serde")]
+    pub catchup_window: Duration,
+    /// After SIGTERM/SIGINT, how long runs may finish their in-flight AMC
+    /// calls before they are cut; the final sync gets as long again.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_timeout: Duration,
+    /// How often the schedules folder is checked for changes (reloaded as
+    /// on SIGHUP when a file is added, removed or modified); unset: only
+    /// SIGHUP reloads.
+    #[serde(default, with = "humantime_serde")]
+    pub watch_interval: Option<Duration>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Address for /healthz and /metrics, e.g. `127.0.0.1:9187`; unset
+    /// serves nothing.
+    pub listen: Option<SocketAddr>,
+}
+
 /// The defaults, as the figment layer every other source overrides.
 #[derive(Serialize)]
 struct Defaults {
@@ -145,6 +176,7 @@ struct Defaults {
     amc: DefaultAmc,
     postgres: DefaultPostgres,
     reconciler: DefaultReconciler,
+    scheduler: DefaultScheduler,
 }
 
 #[derive(Serialize)]
@@ -183,6 +215,12 @@ struct DefaultPostgres {
 }
 
 #[derive(Serialize)]
+struct DefaultScheduler {
+    catchup_window: &'static str,
+    shutdown_timeout: &'static str,
+}
+
+#[derive(Serialize)]
 struct DefaultReconciler {
     interval: &'static str,
     batch_size: usize,
@@ -215,6 +253,10 @@ const DEFAULTS: Defaults = Defaults {
     reconciler: DefaultReconciler {
         interval: "60s",
         batch_size: 5000,
+    },
+    scheduler: DefaultScheduler {
+        catchup_window: "7days",
+        shutdown_timeout: "30s",
     },
 };
 
@@ -293,6 +335,12 @@ impl Settings {
         }
         if self.reconciler.interval.is_zero() {
             return invalid("reconciler.interval", "must be longer than zero");
+        }
+        if self.scheduler.watch_interval.is_some_and(|d| d.is_zero()) {
+            return invalid("scheduler.watch_interval", "must be longer than zero");
+        }
+        if self.scheduler.shutdown_timeout.is_zero() {
+            return invalid("scheduler.shutdown_timeout", "must be longer than zero");
         }
         if self.reconciler.batch_size == 0 {
             return invalid("reconciler.batch_size", "must be at least 1");
@@ -403,5 +451,34 @@ mod tests {
         assert!(error.contains("postgres.ca_file"), "{error}");
         let path = dir.path().join("ca.pem");
         assert!(error.contains(&path.display().to_string()), "{error}");
+    }
+
+    #[test]
+    fn scheduler_and_http_keys_have_defaults_and_are_checked() {
+        let (_dir, settings) = load("");
+        let settings = settings.unwrap();
+        assert_eq!(
+            settings.scheduler.catchup_window,
+            Duration::from_secs(7 * 86400)
+        );
+        assert_eq!(settings.scheduler.watch_interval, None);
+        assert_eq!(settings.http.listen, None);
+        let (_dir, settings) =
+            load("[http]\nlisten = \"127.0.0.1:9187\"\n[scheduler]\nwatch_interval = \"5s\"\n");
+        let settings = settings.unwrap();
+        assert_eq!(
+            settings.http.listen,
+            Some("127.0.0.1:9187".parse().unwrap())
+        );
+        assert_eq!(
+            settings.scheduler.watch_interval,
+            Some(Duration::from_secs(5))
+        );
+        let (_dir, settings) = load("[scheduler]\nshutdown_timeout = \"0s\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("scheduler.shutdown_timeout"), "{error}");
+        let (_dir, settings) = load("[http]\nlisten = \"not an address\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("listen"), "{error}");
     }
 }

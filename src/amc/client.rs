@@ -20,6 +20,7 @@ use super::{
     Status,
 };
 use crate::settings::AmcSettings;
+use crate::metrics;
 
 /// Builds the HTTP client every outbound call shares: rustls with the
 /// platform's roots, bounded waits so no call can hang an attempt. There is
@@ -95,19 +96,26 @@ impl Client {
         query: &[(&str, String)],
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, ApiError> {
-        match self.call_once(method.clone(), path, query, body).await {
-            Err(Failure::Unauthorized) => match self.call_once(method, path, query, body).await {
-                Err(Failure::Unauthorized) => Err(ApiError::Refused {
-                    status: 401,
-                    message: "AMC refused a freshly refreshed access token".into(),
-                    retry_after: None,
-                }),
-                Err(Failure::Api(e)) => Err(e),
-                Ok(bytes) => Ok(bytes),
-            },
+        let answer = match self.call_once(method.clone(), path, query, body).await {
+            Err(Failure::Unauthorized) => {
+                metrics::amc_request_error("unauthorized");
+                match self.call_once(method, path, query, body).await {
+                    Err(Failure::Unauthorized) => Err(ApiError::Refused {
+                        status: 401,
+                        message: "AMC refused a freshly refreshed access token".into(),
+                        retry_after: None,
+                    }),
+                    Err(Failure::Api(e)) => Err(e),
+                    Ok(bytes) => Ok(bytes),
+                }
+            }
             Err(Failure::Api(e)) => Err(e),
             Ok(bytes) => Ok(bytes),
+        };
+        if let Err(e) = &answer {
+            metrics::amc_request_error(e.class());
         }
+        answer
     }
 
     async fn call_once(

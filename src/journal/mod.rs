@@ -6,6 +6,7 @@
 //! it hands tracking rows to the reconciler and takes facts from the runner.
 
 mod chain;
+mod firings;
 mod lock;
 mod read;
 mod write;
@@ -22,6 +23,7 @@ use uuid::Uuid;
 use crate::amc::{CreateExecution, Status};
 
 pub use chain::ChainBreak;
+pub use firings::{MetricsSnapshot, ScheduleRecord, SyncHealth};
 pub use lock::RunnerLock;
 pub use read::{
     AttemptView, CollectionSummary, Lineage, OutboxEntry, Pending, Quarantined, RunnerStart,

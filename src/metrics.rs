@@ -1,0 +1,140 @@
+//! Prometheus text for /metrics: tracking state read from the journal, and
+//! in-process counters (AMC request errors by class) that other modules
+//! bump through cheap global hooks.
+//!
+//! Owns the counters and the text format. It reads the journal through
+//! `Journal::metrics_snapshot` and never writes anything.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+
+use crate::journal::MetricsSnapshot;
+
+/// AMC request errors by class since the process started. A Mutex over a
+/// handful of keys: errors are rare, so contention is not a concern.
+static AMC_ERRORS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
+
+/// Counts one failed AMC request. `class` is `ApiError::class()`:
+/// `throttled`, `unauthorized`, `server`, `client`, `no_answer`,
+/// `unreachable`, `malformed` or `auth`.
+pub fn amc_request_error(class: &'static str) {
+    let mut errors = AMC_ERRORS.lock().unwrap_or_else(|p| p.into_inner());
+    *errors.entry(class).or_default() += 1;
+}
+
+fn amc_errors() -> BTreeMap<&'static str, u64> {
+    AMC_ERRORS.lock().unwrap_or_else(|p| p.into_inner()).clone()
+}
+
+/// The whole /metrics page.
+pub fn render(snapshot: &MetricsSnapshot) -> String {
+    let mut out = String::new();
+    let mut family = |name: &str, kind: &str, help: &str, samples: Vec<(String, f64)>| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for (labels, value) in samples {
+            let _ = writeln!(out, "{name}{labels} {value}");
+        }
+    };
+    let labelled = |label: &str, map: &BTreeMap<String, i64>| {
+        map.iter()
+            .map(|(key, count)| (format!("{{{label}=\"{key}\"}}"), *count as f64))
+            .collect::<Vec<_>>()
+    };
+    family(
+        "chronicle_executions",
+        "gauge",
+        "Execution attempts in the journal by state.",
+        labelled("state", &snapshot.executions_by_state),
+    );
+    family(
+        "chronicle_weeks",
+        "gauge",
+        "Weeks in the journal by status.",
+        labelled("status", &snapshot.weeks_by_status),
+    );
+    family(
+        "chronicle_outbox_pending",
+        "gauge",
+        "Journal changes waiting to be synced to Postgres.",
+        vec![(String::new(), snapshot.outbox_pending as f64)],
+    );
+    family(
+        "chronicle_outbox_oldest_age_seconds",
+        "gauge",
+        "Age of the oldest change waiting for Postgres (0 when none waits).",
+        vec![(
+            String::new(),
+            snapshot.outbox_oldest_age_seconds.unwrap_or(0.0),
+        )],
+    );
+    if let Some(lag) = snapshot.sync_lag_seconds {
+        family(
+            "chronicle_sync_lag_seconds",
+            "gauge",
+            "Time since the last successful sync to Postgres.",
+            vec![(String::new(), lag)],
+        );
+    }
+    family(
+        "chronicle_amc_request_errors_total",
+        "counter",
+        "Failed AMC API requests by error class since the process started.",
+        amc_errors()
+            .into_iter()
+            .map(|(class, count)| (format!("{{class=\"{class}\"}}"), count as f64))
+            .collect(),
+    );
+    let rate = if snapshot.completed_weeks == 0 {
+        1.0
+    } else {
+        snapshot.completed_with_execution_id as f64 / snapshot.completed_weeks as f64
+    };
+    family(
+        "chronicle_execution_id_population_ratio",
+        "gauge",
+        "Share of completed weeks whose execution (AMC id) is recorded.",
+        vec![(String::new(), rate)],
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amc_errors_are_counted_by_class_and_rendered() {
+        amc_request_error("test_throttled");
+        amc_request_error("test_throttled");
+        amc_request_error("test_server");
+        let mut snapshot = MetricsSnapshot {
+            completed_weeks: 4,
+            completed_with_execution_id: 3,
+            ..MetricsSnapshot::default()
+        };
+        snapshot.weeks_by_status.insert("completed".into(), 4);
+        let text = render(&snapshot);
+        assert!(
+            text.contains("chronicle_amc_request_errors_total{class=\"test_throttled\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chronicle_amc_request_errors_total{class=\"test_server\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chronicle_weeks{status=\"completed\"} 4"),
+            "{text}"
+        );
+        assert!(
+            text.contains("chronicle_execution_id_population_ratio 0.75"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("chronicle_sync_lag_seconds"),
+            "no sync yet: {text}"
+        );
+    }
+}
