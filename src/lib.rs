@@ -4,12 +4,16 @@
 //! See ARCHITECTURE.md for the code map and the invariants each module keeps.
 
 pub mod amc;
+pub mod audit;
 pub mod backfill;
 pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod drift;
+pub mod evidence;
+pub mod export;
 pub mod identity;
+pub mod inspection;
 pub mod journal;
 pub mod postgres_tls;
 pub mod reconciler;

@@ -53,6 +53,7 @@ pub async fn drain(
         match warehouse.apply(&pending.batch).await {
             Ok(()) => {
                 journal.acknowledge(&pending.entries)?;
+                journal.record_written(&pending.batch)?;
                 report.rows += pending.batch.len();
             }
             Err(WarehouseError::Refused(_)) => {
@@ -63,6 +64,13 @@ pub async fn drain(
         report.batches += 1;
     }
     report.pending_after = journal.pending_count()?;
+    // Postgres keeps the chain head it was shown: a journal rewritten on
+    // the host later no longer matches it (`chronicle audit`).
+    if let Some(head) = journal.chain_head()? {
+        warehouse
+            .record_chain_head(&journal.journal_id()?, head.seq, &head.hash)
+            .await?;
+    }
     Ok(report)
 }
 
@@ -101,6 +109,7 @@ async fn land_rows(
     match warehouse.apply(&batch).await {
         Ok(()) => {
             journal.acknowledge(&entries)?;
+            journal.record_written(&batch)?;
             report.rows += batch.len();
             Ok(())
         }

@@ -6,6 +6,7 @@
 //! it hands tracking rows to the reconciler and takes facts from the runner.
 
 mod chain;
+mod inspect;
 mod lock;
 mod read;
 mod write;
@@ -21,11 +22,14 @@ use uuid::Uuid;
 
 use crate::amc::{CreateExecution, Status};
 
-pub use chain::ChainBreak;
+pub use chain::{ChainBreak, GENESIS, hash as event_hash};
+pub use inspect::{
+    ChainHead, Event, EventFilter, ExecutionFilter, ExecutionLine, StateRow, StateTables, WeekLine,
+};
 pub use lock::RunnerLock;
 pub use read::{
     AttemptView, CollectionSummary, Lineage, OutboxEntry, Pending, Quarantined, RunnerStart,
-    StatusReport, WeekView,
+    StatusReport, SyncedValues, WeekView,
 };
 pub use write::Plan;
 

@@ -105,12 +105,31 @@ pub struct AttemptView {
     pub created_at: String,
     pub submitted_at: Option<String>,
     pub completed_at: Option<String>,
+    /// The schedule file's sha256 when this attempt was made (schedules
+    /// change; the collection keeps only the latest hash).
+    pub schedule_hash_at_intent: Option<String>,
+    /// The values Postgres last acknowledged for this execution.
+    pub postgres: Option<SyncedValues>,
+}
+
+/// What Postgres last acknowledged for a row, as the reconciler recorded it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncedValues {
+    /// The journal change those values reflect.
+    pub journal_seq: i64,
+    pub synced_at: String,
+    pub values: serde_json::Value,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WeekView {
     pub id: Uuid,
     pub collection: String,
+    /// The collection's UUIDv5 and what it runs: the chain's top link.
+    pub collection_id: String,
+    pub workflow_id: String,
+    pub instance_id: String,
+    pub collection_start: String,
     pub schedule_file: String,
     pub schedule_hash: String,
     pub week_start: NaiveDate,
@@ -120,6 +139,8 @@ pub struct WeekView {
     pub error_message: Option<String>,
     /// False while a change of this week waits in the outbox.
     pub synced: bool,
+    /// The values Postgres last acknowledged for this week.
+    pub postgres: Option<SyncedValues>,
     pub attempts: Vec<AttemptView>,
     /// `(seq, at, kind, subject)` of every event about the week or its attempts.
     pub events: Vec<(i64, String, String, String)>,
@@ -659,11 +680,26 @@ fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Resul
     )
 }
 
+fn synced(
+    connection: &Connection,
+    entity: &str,
+    id: &str,
+) -> rusqlite::Result<Option<SyncedValues>> {
+    Ok(super::inspect::synced_values(connection, entity, id)?.map(
+        |(journal_seq, synced_at, values)| SyncedValues {
+            journal_seq,
+            synced_at,
+            values,
+        },
+    ))
+}
+
 fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
     let mut view = connection.query_row(
         "SELECT w.id, c.name, c.schedule_file, c.schedule_hash, w.week_start, w.status,
             w.record_count, w.data_checksum, w.error_message,
-            NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id)
+            NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id),
+            c.id, c.workflow_id, c.instance_id, c.start_date
          FROM weeks w JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
         [id],
         |row| {
@@ -678,6 +714,11 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
                 data_checksum: row.get(7)?,
                 error_message: row.get(8)?,
                 synced: row.get(9)?,
+                collection_id: row.get(10)?,
+                workflow_id: row.get(11)?,
+                instance_id: row.get(12)?,
+                collection_start: row.get(13)?,
+                postgres: None,
                 attempts: Vec::new(),
                 events: Vec::new(),
             })
@@ -705,9 +746,26 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
                 created_at: row.get(9)?,
                 submitted_at: row.get(10)?,
                 completed_at: row.get(11)?,
+                schedule_hash_at_intent: None,
+                postgres: None,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    view.postgres = synced(connection, "week", id)?;
+    let mut hash_at = connection.prepare(
+        "SELECT json_extract(payload, '$.schedule_hash') FROM events
+         WHERE subject = ?1 AND kind IN ('collection.created', 'collection.updated')
+           AND seq <= (SELECT min(seq) FROM events WHERE subject = ?2)
+         ORDER BY seq DESC LIMIT 1",
+    )?;
+    for attempt in &mut view.attempts {
+        let attempt_id = attempt.id.to_string();
+        attempt.postgres = synced(connection, "execution", &attempt_id)?;
+        attempt.schedule_hash_at_intent = hash_at
+            .query_row(params![view.collection_id, attempt_id], |row| row.get(0))
+            .optional()?
+            .flatten();
+    }
     let mut events = connection.prepare(
         "SELECT seq, at, kind, subject FROM events
          WHERE subject = ?1 OR subject IN (SELECT id FROM attempts WHERE week_id = ?1)

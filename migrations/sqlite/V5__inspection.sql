@@ -1,0 +1,28 @@
+-- Inspection and audit support (issue 7).
+
+-- A stable identity for this journal, minted once: the key under which
+-- Postgres keeps the chain heads it was shown, so a journal rewritten on the
+-- host no longer matches what Postgres saw.
+CREATE TABLE journal_identity (
+    id         INTEGER PRIMARY KEY CHECK (id = 1),
+    journal_id TEXT NOT NULL
+);
+INSERT INTO journal_identity (id, journal_id) VALUES (1, lower(hex(randomblob(16))));
+
+-- The tracking values Postgres last acknowledged for each row (one row per
+-- entity row, overwritten by each sync), so lineage can show what Postgres
+-- holds without asking it.
+CREATE TABLE synced_rows (
+    entity      TEXT NOT NULL,
+    entity_id   TEXT NOT NULL,
+    journal_seq INTEGER NOT NULL,
+    synced_at   TEXT NOT NULL,
+    row_values  TEXT NOT NULL,
+    PRIMARY KEY (entity, entity_id)
+) WITHOUT ROWID;
+
+-- `lineage <date>` and the per-week "synced" flag must cost the same on a
+-- journal of 100,000 weeks as on one of ten.
+CREATE INDEX weeks_by_start ON weeks (week_start);
+CREATE INDEX outbox_by_row ON outbox (entity, entity_id);
+CREATE INDEX events_by_kind ON events (kind, seq);

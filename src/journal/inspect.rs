@@ -1,0 +1,445 @@
+//! Journal queries for audits: the week listing and grid, executions, the raw
+//! event stream, the chain head, the state tables as an audit replays them,
+//! and the values Postgres last acknowledged per row.
+//!
+//! Owns reads (and the one bookkeeping write of acknowledged values). It does
+//! not judge anything: `audit` and `evidence` decide what is a finding.
+//! Every per-command query goes through an index, so `weeks` and `lineage`
+//! cost the same on a journal of a million events as on a small one, and
+//! events are streamed, never loaded whole.
+
+use std::collections::BTreeMap;
+
+use rusqlite::{OptionalExtension, params};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Journal, Result, timestamp};
+use crate::identity;
+use crate::tracking::Batch;
+
+/// One week as `chronicle weeks` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct WeekLine {
+    pub week_id: String,
+    pub week_start: String,
+    pub status: String,
+    /// Attempts made for the week so far (retries included).
+    pub attempts: i64,
+    /// The AMC execution of the week's current attempt, if AMC holds one.
+    pub amc_execution_id: Option<String>,
+    pub record_count: Option<i64>,
+    pub data_checksum: Option<String>,
+    /// False while a change of the week waits in the outbox or quarantine.
+    pub synced: bool,
+}
+
+/// One execution attempt as `chronicle executions` lists it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExecutionLine {
+    pub attempt_id: String,
+    pub schedule: String,
+    pub week_start: String,
+    /// The journal's state: intent, submitted, succeeded, failed, abandoned.
+    pub state: String,
+    pub amc_execution_id: Option<String>,
+    pub amc_status: Option<String>,
+    pub row_count: Option<i64>,
+    pub data_checksum: Option<String>,
+    pub triggered_by: String,
+    pub created_at: String,
+    pub completed_at: Option<String>,
+}
+
+/// Which executions to list; `None` means any.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub schedule: Option<String>,
+    /// Matches the journal state or AMC's status word, case-insensitively.
+    pub status: Option<String>,
+    /// Attempts created at or after this RFC 3339 instant (or date prefix).
+    pub since: Option<String>,
+}
+
+/// One event exactly as stored: what the hash chain covers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Event {
+    pub seq: i64,
+    pub at: String,
+    pub kind: String,
+    pub subject: String,
+    /// The stored JSON text byte for byte (hashed as text, never re-encoded).
+    pub payload: String,
+    pub prev_hash: String,
+    pub hash: String,
+}
+
+/// Which events to stream.
+#[derive(Debug, Clone, Default)]
+pub struct EventFilter {
+    /// Only events after this sequence number (how `--follow` resumes).
+    pub after_seq: i64,
+    /// Only events at or after this RFC 3339 instant (or date prefix).
+    pub since: Option<String>,
+    pub kind: Option<String>,
+}
+
+/// The last event: what Postgres is shown at each sync.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ChainHead {
+    pub seq: i64,
+    pub hash: String,
+}
+
+/// One state-table row reduced to the columns the event log determines,
+/// keyed by column name, as the audit's replay rebuilds them.
+pub type StateRow = BTreeMap<String, Value>;
+
+/// The state tables: `(entity, id)` to the row's replayable columns.
+pub type StateTables = BTreeMap<(String, String), StateRow>;
+
+fn sqlite_text(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    Ok(match row.get_ref(index)? {
+        rusqlite::types::ValueRef::Null => Value::Null,
+        rusqlite::types::ValueRef::Integer(n) => json!(n),
+        rusqlite::types::ValueRef::Real(x) => json!(x),
+        rusqlite::types::ValueRef::Text(t) => json!(String::from_utf8_lossy(t)),
+        rusqlite::types::ValueRef::Blob(b) => json!(hex::encode(b)),
+    })
+}
+
+impl Journal {
+    /// Every week of the schedule named `schedule`, oldest first; `None`
+    /// when the journal holds no such collection.
+    pub fn weeks_of(&self, schedule: &str) -> Result<Option<Vec<WeekLine>>> {
+        let collection_id = identity::collection_id(schedule).to_string();
+        let connection = self.lock();
+        let sqlite = |e| self.sqlite(e);
+        let known: bool = connection
+            .query_row(
+                "SELECT EXISTS (SELECT 1 FROM collections WHERE id = ?1)",
+                [&collection_id],
+                |row| row.get(0),
+            )
+            .map_err(sqlite)?;
+        if !known {
+            return Ok(None);
+        }
+        let mut statement = connection
+            .prepare(
+                "SELECT w.id, w.week_start, w.status, w.attempts, a.amc_execution_id,
+                    w.record_count, w.data_checksum,
+                    NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id)
+                    AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.entity = 'week' AND q.entity_id = w.id)
+                 FROM weeks w LEFT JOIN attempts a ON a.id = w.attempt_id
+                 WHERE w.collection_id = ?1 ORDER BY w.week_start",
+            )
+            .map_err(sqlite)?;
+        let rows = statement
+            .query_map([&collection_id], |row| {
+                Ok(WeekLine {
+                    week_id: row.get(0)?,
+                    week_start: row.get(1)?,
+                    status: row.get(2)?,
+                    attempts: row.get(3)?,
+                    amc_execution_id: row.get(4)?,
+                    record_count: row.get(5)?,
+                    data_checksum: row.get(6)?,
+                    synced: row.get(7)?,
+                })
+            })
+            .map_err(sqlite)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map(Some)
+            .map_err(sqlite)
+    }
+
+    /// Execution attempts matching `filter`, newest first.
+    pub fn executions(&self, filter: &ExecutionFilter) -> Result<Vec<ExecutionLine>> {
+        let connection = self.lock();
+        let sqlite = |e| self.sqlite(e);
+        let mut statement = connection
+            .prepare(
+                "SELECT a.id, c.name, w.week_start, a.state, a.amc_execution_id, a.amc_status,
+                    a.row_count, a.data_checksum, a.triggered_by, a.created_at, a.completed_at
+                 FROM attempts a JOIN weeks w ON w.id = a.week_id
+                 JOIN collections c ON c.id = w.collection_id
+                 WHERE (?1 IS NULL OR c.name = ?1)
+                   AND (?2 IS NULL OR lower(a.state) = lower(?2) OR lower(a.amc_status) = lower(?2))
+                   AND (?3 IS NULL OR a.created_at >= ?3)
+                 ORDER BY a.created_at DESC, a.id DESC",
+            )
+            .map_err(sqlite)?;
+        let rows = statement
+            .query_map(
+                params![filter.schedule, filter.status, filter.since],
+                |row| {
+                    Ok(ExecutionLine {
+                        attempt_id: row.get(0)?,
+                        schedule: row.get(1)?,
+                        week_start: row.get(2)?,
+                        state: row.get(3)?,
+                        amc_execution_id: row.get(4)?,
+                        amc_status: row.get(5)?,
+                        row_count: row.get(6)?,
+                        data_checksum: row.get(7)?,
+                        triggered_by: row.get(8)?,
+                        created_at: row.get(9)?,
+                        completed_at: row.get(10)?,
+                    })
+                },
+            )
+            .map_err(sqlite)?;
+        rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sqlite)
+    }
+
+    /// Streams the events matching `filter` in `seq` order to `each`, one
+    /// at a time; returns the last sequence number seen (or `after_seq`).
+    /// `each` returning an error stops the walk with it.
+    pub fn each_event<E: From<super::JournalError>>(
+        &self,
+        filter: &EventFilter,
+        mut each: impl FnMut(Event) -> std::result::Result<(), E>,
+    ) -> std::result::Result<i64, E> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare(
+                "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events
+                 WHERE seq > ?1 AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR kind = ?3)
+                 ORDER BY seq",
+            )
+            .map_err(|e| E::from(self.sqlite(e)))?;
+        let mut rows = statement
+            .query(params![filter.after_seq, filter.since, filter.kind])
+            .map_err(|e| E::from(self.sqlite(e)))?;
+        let mut last = filter.after_seq;
+        while let Some(row) = rows.next().map_err(|e| E::from(self.sqlite(e)))? {
+            let event = Event {
+                seq: row.get(0).map_err(|e| E::from(self.sqlite(e)))?,
+                at: row.get(1).map_err(|e| E::from(self.sqlite(e)))?,
+                kind: row.get(2).map_err(|e| E::from(self.sqlite(e)))?,
+                subject: row.get(3).map_err(|e| E::from(self.sqlite(e)))?,
+                payload: row.get(4).map_err(|e| E::from(self.sqlite(e)))?,
+                prev_hash: row.get(5).map_err(|e| E::from(self.sqlite(e)))?,
+                hash: row.get(6).map_err(|e| E::from(self.sqlite(e)))?,
+            };
+            last = event.seq;
+            each(event)?;
+        }
+        Ok(last)
+    }
+
+    /// The last event's sequence number and hash; `None` for an empty log.
+    pub fn chain_head(&self) -> Result<Option<ChainHead>> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
+                [],
+                |row| {
+                    Ok(ChainHead {
+                        seq: row.get(0)?,
+                        hash: row.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The stored hash of event `seq`, if it exists.
+    pub fn event_hash(&self, seq: i64) -> Result<Option<String>> {
+        let connection = self.lock();
+        connection
+            .query_row("SELECT hash FROM events WHERE seq = ?1", [seq], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The first event of the collection `schedule` names (its creation),
+    /// where its evidence starts.
+    pub fn first_seq_of(&self, schedule: &str) -> Result<Option<i64>> {
+        let collection_id = identity::collection_id(schedule).to_string();
+        let connection = self.lock();
+        connection
+            .query_row(
+                "SELECT min(seq) FROM events WHERE subject = ?1",
+                [collection_id],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The first event at or after `since` (RFC 3339 text or a date prefix).
+    pub fn first_seq_since(&self, since: &str) -> Result<Option<i64>> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                "SELECT min(seq) FROM events WHERE at >= ?1",
+                [since],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// This journal's identity: the key of its chain heads in Postgres.
+    pub fn journal_id(&self) -> Result<String> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                "SELECT journal_id FROM journal_identity WHERE id = 1",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// The columns of every state-table row that the event log determines,
+    /// for the audit to compare with its replay.
+    pub fn state_tables(&self) -> Result<StateTables> {
+        let connection = self.lock();
+        let sqlite = |e| self.sqlite(e);
+        let mut tables = StateTables::new();
+        let queries: [(&str, &str, &[&str]); 3] = [
+            (
+                "collection",
+                "SELECT id, name, workflow_id, instance_id, start_date, schedule_hash, journal_seq
+                 FROM collections",
+                &[
+                    "name",
+                    "workflow_id",
+                    "instance_id",
+                    "start_date",
+                    "schedule_hash",
+                    "journal_seq",
+                ],
+            ),
+            (
+                "week",
+                "SELECT id, collection_id, week_start, status, attempt_id, attempts,
+                    record_count, data_checksum, journal_seq FROM weeks",
+                &[
+                    "collection_id",
+                    "week_start",
+                    "status",
+                    "attempt_id",
+                    "attempts",
+                    "record_count",
+                    "data_checksum",
+                    "journal_seq",
+                ],
+            ),
+            (
+                "execution",
+                "SELECT id, week_id, state, amc_execution_id, amc_status, row_count,
+                    data_checksum, journal_seq FROM attempts",
+                &[
+                    "week_id",
+                    "state",
+                    "amc_execution_id",
+                    "amc_status",
+                    "row_count",
+                    "data_checksum",
+                    "journal_seq",
+                ],
+            ),
+        ];
+        for (entity, sql, columns) in queries {
+            let mut statement = connection.prepare(sql).map_err(sqlite)?;
+            let mut rows = statement.query([]).map_err(sqlite)?;
+            while let Some(row) = rows.next().map_err(sqlite)? {
+                let id: String = row.get(0).map_err(sqlite)?;
+                let mut state = StateRow::new();
+                for (i, column) in columns.iter().enumerate() {
+                    state.insert(
+                        (*column).to_owned(),
+                        sqlite_text(row, i + 1).map_err(sqlite)?,
+                    );
+                }
+                tables.insert((entity.to_owned(), id), state);
+            }
+        }
+        Ok(tables)
+    }
+
+    /// Remembers the values Postgres has just committed for each row of
+    /// `batch` (lineage shows them). One statement per entity.
+    pub fn record_written(&self, batch: &Batch) -> Result<()> {
+        let mut rows: Vec<Value> = Vec::with_capacity(batch.len());
+        for c in &batch.collections {
+            rows.push(json!(["collection", c.id, c.journal_seq, {
+                "start_date": c.start_date, "end_date": c.end_date, "status": c.status,
+                "weeks_completed": c.weeks_completed, "journal_seq": c.journal_seq,
+            }]));
+        }
+        for e in &batch.executions {
+            rows.push(json!(["execution", e.id, e.journal_seq, {
+                "amc_execution_id": e.amc_execution_id, "status": e.status,
+                "row_count": e.row_count, "error_message": e.error_message,
+                "started_at": e.started_at, "completed_at": e.completed_at,
+                "journal_seq": e.journal_seq,
+            }]));
+        }
+        for w in &batch.weeks {
+            rows.push(json!(["week", w.id, w.journal_seq, {
+                "status": w.status, "execution_id": w.execution_id,
+                "amc_execution_id": w.amc_execution_id, "record_count": w.record_count,
+                "data_checksum": w.data_checksum, "error_message": w.error_message,
+                "completed_at": w.completed_at, "journal_seq": w.journal_seq,
+            }]));
+        }
+        if rows.is_empty() {
+            return Ok(());
+        }
+        let connection = self.lock();
+        connection
+            .prepare_cached(
+                "INSERT INTO synced_rows (entity, entity_id, journal_seq, synced_at, row_values)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, ?2, json(value -> 3)
+                 FROM json_each(?1) WHERE true
+                 ON CONFLICT (entity, entity_id) DO UPDATE SET
+                    journal_seq = excluded.journal_seq, synced_at = excluded.synced_at,
+                    row_values = excluded.row_values
+                 WHERE excluded.journal_seq >= synced_rows.journal_seq",
+            )
+            .and_then(|mut insert| {
+                insert.execute(params![
+                    Value::Array(rows).to_string(),
+                    timestamp(chrono::Utc::now())
+                ])
+            })
+            .map_err(|e| self.sqlite(e))?;
+        Ok(())
+    }
+
+    /// What Postgres last acknowledged for one row: `(journal_seq,
+    /// synced_at, values)`.
+    pub fn synced_values(&self, entity: &str, id: &str) -> Result<Option<(i64, String, Value)>> {
+        let connection = self.lock();
+        synced_values(&connection, entity, id).map_err(|e| self.sqlite(e))
+    }
+}
+
+pub(super) fn synced_values(
+    connection: &rusqlite::Connection,
+    entity: &str,
+    id: &str,
+) -> rusqlite::Result<Option<(i64, String, Value)>> {
+    connection
+        .query_row(
+            "SELECT journal_seq, synced_at, row_values FROM synced_rows
+             WHERE entity = ?1 AND entity_id = ?2",
+            params![entity, id],
+            |row| {
+                let text: String = row.get(2)?;
+                Ok((
+                    row.get(0)?,
+                    row.get(1)?,
+                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
+                ))
+            },
+        )
+        .optional()
+}
