@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one throwaway PostgreSQL cluster, a fresh
 //! database, folder and AMC simulator per test.
 
+mod audit;
 mod backfill;
 mod bad_input;
 mod crash;
