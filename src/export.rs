@@ -187,3 +187,19 @@ pub fn export(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn csv_cells_are_quoted_only_when_they_must_be() {
+        assert_eq!(csv_cell(&Value::Null), "");
+        assert_eq!(csv_cell(&serde_json::json!(42)), "42");
+        assert_eq!(csv_cell(&serde_json::json!("plain")), "plain");
+        assert_eq!(
+            csv_cell(&serde_json::json!(r#"{"a":1,"b":2}"#)),
+            r#""{""a"":1,""b"":2}""#
+        );
+    }
+}

@@ -64,7 +64,20 @@ pub fn weeks(
 ) -> anyhow::Result<ExitCode> {
     let journal = Journal::open(&settings.journal.path)?;
     let Some(weeks) = journal.weeks_of(schedule)? else {
-        eprintln!("the journal holds no collection named `{schedule}`");
+        let known: Vec<String> = journal
+            .status()?
+            .collections
+            .into_iter()
+            .map(|c| c.name)
+            .collect();
+        eprintln!(
+            "the journal holds no collection named `{schedule}` (it holds: {})",
+            if known.is_empty() {
+                "none".to_owned()
+            } else {
+                known.join(", ")
+            }
+        );
         return Ok(ExitCode::from(1));
     };
     let text = if json {

@@ -334,7 +334,8 @@ async fn every_listing_prints_json_that_parses_and_exports_in_three_formats() {
             1 => body
                 .lines()
                 .map(|l| serde_json::from_str::<Value>(l).unwrap())
-                .count(),
+                .collect::<Vec<_>>()
+                .len(),
             _ => body.lines().count() - 1,
         };
         let head = report_head(&app).await;
