@@ -25,4 +25,5 @@ CREATE TABLE synced_rows (
 -- journal of 100,000 weeks as on one of ten.
 CREATE INDEX weeks_by_start ON weeks (week_start);
 CREATE INDEX outbox_by_row ON outbox (entity, entity_id);
+CREATE INDEX quarantine_by_row ON quarantine (entity, entity_id);
 CREATE INDEX events_by_kind ON events (kind, seq);

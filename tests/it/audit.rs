@@ -396,3 +396,57 @@ async fn lineage_shows_the_whole_chain_down_to_the_values_postgres_acknowledged(
     assert!(printed.contains("Postgres holds for the week"), "{printed}");
     assert!(printed.contains("request:"), "{printed}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_follow_prints_events_appended_after_it_started() {
+    use tokio::io::AsyncBufReadExt;
+
+    let app = backfilled(1).await;
+    let head = report_head(&app).await;
+    let mut follower = crate::helpers::command(&app.config_path, &["events", "--follow", "--json"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(follower.stdout.take().unwrap()).lines();
+    for expected in 1..=head {
+        assert_eq!(next_seq(&mut lines).await, expected);
+    }
+    // A second backfill appends at least its `runner.started` event.
+    let output = app.chronicle(&["backfill", "weekly"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    assert_eq!(next_seq(&mut lines).await, head + 1);
+    follower.kill().await.unwrap();
+}
+
+async fn next_seq(
+    lines: &mut tokio::io::Lines<tokio::io::BufReader<tokio::process::ChildStdout>>,
+) -> i64 {
+    let line = tokio::time::timeout(std::time::Duration::from_secs(30), lines.next_line())
+        .await
+        .expect("the follower prints within 30 s")
+        .unwrap()
+        .expect("the follower keeps running");
+    let event: Value = serde_json::from_str(&line).unwrap();
+    event["seq"].as_i64().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_cut_short_is_caught_by_the_chain_head_postgres_holds() {
+    let app = backfilled(1).await;
+    let head = report_head(&app).await;
+    // Removing the newest event leaves no gap for the chain check to see.
+    tamper(&app)
+        .execute("DELETE FROM events WHERE seq = ?1", [head])
+        .unwrap();
+    let journal = chronicle::journal::Journal::open(&app.journal_path()).unwrap();
+    assert_eq!(journal.verify_chain().unwrap(), None);
+
+    let (code, report) = audit(&app).await;
+    assert_eq!(code, Some(1), "{report:#}");
+    assert!(
+        findings(&report).iter().any(|f| f.0 == "chain head"
+            && f.1 == format!("event {head}")
+            && f.2.contains("no longer holds it")),
+        "{report:#}"
+    );
+}
