@@ -227,22 +227,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Lineage { key, json } => {
-            let settings = settings(&cli)?;
-            let lineage = Journal::open(&settings.journal.path)?.lineage(key)?;
-            if lineage.weeks.is_empty() {
-                eprintln!(
-                    "nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)"
-                );
-                return Ok(ExitCode::from(1));
-            }
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&lineage)?);
-            } else {
-                print!("{}", report::lineage(&lineage));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Lineage { key, json } => inspection::lineage(&settings(&cli)?, key, *json),
         Command::Run => {
             let settings = settings(&cli)?;
             let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;

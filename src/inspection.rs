@@ -1,5 +1,5 @@
 //! The audit-facing commands behind `cli`: `weeks`, `executions`, `events`,
-//! `export` and `audit`. Each opens what it needs, asks the journal (and
+//! `lineage`, `export` and `audit`. Each opens what it needs, asks the journal (and
 //! Postgres for `audit`), and prints a table or JSON.
 //!
 //! Owns the commands' flow and output streams only: queries are the
@@ -13,12 +13,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde_json::{Value, json};
 
 use crate::audit::{self, Finding};
 use crate::drift;
 use crate::evidence;
 use crate::export::{self, Format, What};
-use crate::journal::{ChainHead, Event, EventFilter, ExecutionFilter, Journal};
+use crate::journal::{ChainHead, Event, EventFilter, ExecutionFilter, Journal, WeekView};
+use crate::replay::Replay;
 use crate::report;
 use crate::settings::{ConfigError, Settings};
 use crate::warehouse::Warehouse;
@@ -218,6 +220,101 @@ pub fn export_evidence(
         out.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// `lineage`: the journal's view of the week(s), with the values of the
+/// state Postgres acknowledged replayed from the events.
+pub fn lineage(settings: &Settings, key: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut lineage = Journal::open(&settings.journal.path)?.lineage(key)?;
+    if lineage.weeks.is_empty() {
+        eprintln!(
+            "nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)"
+        );
+        return Ok(ExitCode::from(1));
+    }
+    for week in &mut lineage.weeks {
+        fill_postgres_values(week);
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&lineage)?);
+    } else {
+        print!("{}", report::lineage(&lineage));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The state of the week and its attempts after event `upto`, replayed.
+fn replay_upto(week: &WeekView, upto: i64) -> Replay {
+    let mut replay = Replay::default();
+    for (seq, _, kind, subject, payload) in week.events.iter().filter(|e| e.0 <= upto) {
+        replay.apply(*seq, kind, subject, payload);
+    }
+    replay
+}
+
+/// Postgres's tracking values as the reconciler sends them (`journal::read`
+/// builds the same shapes from the tables).
+fn fill_postgres_values(week: &mut WeekView) {
+    let field = |replay: &Replay, entity: &str, id: &str, name: &str| {
+        replay
+            .state
+            .get(&(entity.to_owned(), id.to_owned()))
+            .and_then(|row| row.get(name))
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    let week_id = week.id.to_string();
+    if let Some(synced) = &week.postgres {
+        let replay = replay_upto(week, synced.journal_seq);
+        let attempt = field(&replay, "week", &week_id, "attempt_id");
+        let attempt = attempt.as_str().unwrap_or_default();
+        let state = field(&replay, "execution", attempt, "state");
+        let execution_id = match state.as_str() {
+            None | Some("intent" | "abandoned") => Value::Null,
+            Some(_) => json!(attempt),
+        };
+        let values = json!({
+            "status": field(&replay, "week", &week_id, "status"),
+            "execution_id": execution_id,
+            "amc_execution_id": field(&replay, "execution", attempt, "amc_execution_id"),
+            "record_count": field(&replay, "week", &week_id, "record_count"),
+            "data_checksum": field(&replay, "week", &week_id, "data_checksum"),
+            "journal_seq": synced.journal_seq,
+        });
+        if let Some(synced) = &mut week.postgres {
+            synced.values = Some(values);
+        }
+    }
+    let replays: Vec<Option<Replay>> = week
+        .attempts
+        .iter()
+        .map(|a| {
+            a.postgres
+                .as_ref()
+                .map(|s| replay_upto(week, s.journal_seq))
+        })
+        .collect();
+    for (attempt, replay) in week.attempts.iter_mut().zip(replays) {
+        let (Some(synced), Some(replay)) = (&mut attempt.postgres, replay) else {
+            continue;
+        };
+        let id = attempt.id.to_string();
+        let state = field(&replay, "execution", &id, "state");
+        let status = if state == "succeeded" {
+            json!("SUCCEEDED")
+        } else {
+            match field(&replay, "execution", &id, "amc_status") {
+                Value::Null => json!("PENDING"),
+                status => status,
+            }
+        };
+        synced.values = Some(json!({
+            "status": status,
+            "amc_execution_id": field(&replay, "execution", &id, "amc_execution_id"),
+            "row_count": field(&replay, "execution", &id, "row_count"),
+            "journal_seq": synced.journal_seq,
+        }));
+    }
 }
 
 /// `audit --evidence FILE`: needs no config, journal or database.

@@ -17,6 +17,7 @@ pub mod inspection;
 pub mod journal;
 pub mod postgres_tls;
 pub mod reconciler;
+pub mod replay;
 pub mod report;
 pub mod runner;
 pub mod schedule;

@@ -52,8 +52,7 @@ pub async fn drain(
         }
         match warehouse.apply(&pending.batch).await {
             Ok(()) => {
-                journal.acknowledge(&pending.entries)?;
-                journal.record_written(&pending.batch)?;
+                journal.acknowledge_written(&pending.entries, &pending.batch)?;
                 report.rows += pending.batch.len();
             }
             Err(WarehouseError::Refused(_)) => {
@@ -108,8 +107,7 @@ async fn land_rows(
     let batch = journal.batch_for(&entries)?;
     match warehouse.apply(&batch).await {
         Ok(()) => {
-            journal.acknowledge(&entries)?;
-            journal.record_written(&batch)?;
+            journal.acknowledge_written(&entries, &batch)?;
             report.rows += batch.len();
             Ok(())
         }

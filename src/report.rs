@@ -185,19 +185,23 @@ pub fn lineage(lineage: &Lineage) -> String {
             if let Some(pg) = &a.postgres {
                 out.push_str(&format!(
                     "    Postgres holds (journal_seq {}, synced {}): {}\n",
-                    pg.journal_seq, pg.synced_at, pg.values
+                    pg.journal_seq,
+                    pg.synced_at,
+                    pg.values.as_ref().map_or("-".into(), |v| v.to_string())
                 ));
             }
         }
         match &week.postgres {
             Some(pg) => out.push_str(&format!(
                 "  Postgres holds for the week (journal_seq {}, synced {}): {}\n",
-                pg.journal_seq, pg.synced_at, pg.values
+                pg.journal_seq,
+                pg.synced_at,
+                pg.values.as_ref().map_or("-".into(), |v| v.to_string())
             )),
             None => out.push_str("  Postgres: no sync of this week recorded\n"),
         }
         out.push_str("  events:\n");
-        for (seq, at, kind, subject) in &week.events {
+        for (seq, at, kind, subject, _) in &week.events {
             out.push_str(&format!("    #{seq} {at} {kind} {subject}\n"));
         }
     }

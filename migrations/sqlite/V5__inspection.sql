@@ -9,15 +9,15 @@ CREATE TABLE journal_identity (
 );
 INSERT INTO journal_identity (id, journal_id) VALUES (1, lower(hex(randomblob(16))));
 
--- The tracking values Postgres last acknowledged for each row (one row per
--- entity row, overwritten by each sync), so lineage can show what Postgres
--- holds without asking it.
+-- The journal_seq of the state Postgres last acknowledged for each row (the
+-- values themselves follow from the events up to it), so lineage can show
+-- what Postgres holds without asking it. Written in the transaction that
+-- acknowledges the batch.
 CREATE TABLE synced_rows (
     entity      TEXT NOT NULL,
     entity_id   TEXT NOT NULL,
     journal_seq INTEGER NOT NULL,
     synced_at   TEXT NOT NULL,
-    row_values  TEXT NOT NULL,
     PRIMARY KEY (entity, entity_id)
 ) WITHOUT ROWID;
 

@@ -2,7 +2,7 @@
 //! event stream, the chain head, the state tables as an audit replays them,
 //! and the values Postgres last acknowledged per row.
 //!
-//! Owns reads (and the one bookkeeping write of acknowledged values). It does
+//! Owns reads (and the acknowledgement that records what Postgres holds). It does
 //! not judge anything: `audit` and `evidence` decide what is a finding.
 //! Every per-command query goes through an index, so `weeks` and `lineage`
 //! cost the same on a journal of a million events as on a small one, and
@@ -14,7 +14,7 @@ use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Journal, Result, timestamp};
+use super::{Journal, OutboxEntry, Result, timestamp};
 use crate::identity;
 use crate::tracking::Batch;
 
@@ -369,82 +369,69 @@ impl Journal {
         Ok(tables)
     }
 
-    /// Remembers the values Postgres has just committed for each row of
-    /// `batch` (lineage shows them). One statement per entity.
-    pub fn record_written(&self, batch: &Batch) -> Result<()> {
-        let mut rows: Vec<Value> = Vec::with_capacity(batch.len());
-        for c in &batch.collections {
-            rows.push(json!(["collection", c.id, c.journal_seq, {
-                "start_date": c.start_date, "end_date": c.end_date, "status": c.status,
-                "weeks_completed": c.weeks_completed, "journal_seq": c.journal_seq,
-            }]));
-        }
-        for e in &batch.executions {
-            rows.push(json!(["execution", e.id, e.journal_seq, {
-                "amc_execution_id": e.amc_execution_id, "status": e.status,
-                "row_count": e.row_count, "error_message": e.error_message,
-                "started_at": e.started_at, "completed_at": e.completed_at,
-                "journal_seq": e.journal_seq,
-            }]));
-        }
-        for w in &batch.weeks {
-            rows.push(json!(["week", w.id, w.journal_seq, {
-                "status": w.status, "execution_id": w.execution_id,
-                "amc_execution_id": w.amc_execution_id, "record_count": w.record_count,
-                "data_checksum": w.data_checksum, "error_message": w.error_message,
-                "completed_at": w.completed_at, "journal_seq": w.journal_seq,
-            }]));
-        }
-        if rows.is_empty() {
-            return Ok(());
-        }
-        let connection = self.lock();
-        connection
-            .prepare_cached(
-                "INSERT INTO synced_rows (entity, entity_id, journal_seq, synced_at, row_values)
-                 SELECT value ->> 0, value ->> 1, value ->> 2, ?2, json(value -> 3)
-                 FROM json_each(?1) WHERE true
-                 ON CONFLICT (entity, entity_id) DO UPDATE SET
-                    journal_seq = excluded.journal_seq, synced_at = excluded.synced_at,
-                    row_values = excluded.row_values
-                 WHERE excluded.journal_seq >= synced_rows.journal_seq",
+    /// Acknowledges a batch Postgres has committed (as `acknowledge`) and, in
+    /// the same transaction, remembers the `journal_seq` of each row's state
+    /// Postgres now holds (lineage replays the values from the events).
+    pub fn acknowledge_written(&self, entries: &[OutboxEntry], batch: &Batch) -> Result<()> {
+        let ids = Value::Array(entries.iter().map(|e| json!(e.id)).collect());
+        let rows: Vec<Value> = batch
+            .collections
+            .iter()
+            .map(|c| json!(["collection", c.id, c.journal_seq]))
+            .chain(
+                batch
+                    .executions
+                    .iter()
+                    .map(|e| json!(["execution", e.id, e.journal_seq])),
             )
-            .and_then(|mut insert| {
-                insert.execute(params![
-                    Value::Array(rows).to_string(),
-                    timestamp(chrono::Utc::now())
-                ])
-            })
+            .chain(
+                batch
+                    .weeks
+                    .iter()
+                    .map(|w| json!(["week", w.id, w.journal_seq])),
+            )
+            .collect();
+        let mut connection = self.lock();
+        // As `acknowledge`: losing this in a crash only re-sends rows, and
+        // the next durable commit syncs the WAL past it.
+        connection
+            .execute_batch("PRAGMA synchronous = NORMAL")
             .map_err(|e| self.sqlite(e))?;
-        Ok(())
-    }
-
-    /// What Postgres last acknowledged for one row: `(journal_seq,
-    /// synced_at, values)`.
-    pub fn synced_values(&self, entity: &str, id: &str) -> Result<Option<(i64, String, Value)>> {
-        let connection = self.lock();
-        synced_values(&connection, entity, id).map_err(|e| self.sqlite(e))
+        let done = (|| {
+            let tx = connection.transaction()?;
+            tx.prepare_cached("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?1))")?
+                .execute([ids.to_string()])?;
+            tx.prepare_cached(
+                "INSERT INTO synced_rows (entity, entity_id, journal_seq, synced_at)
+                 SELECT value ->> 0, value ->> 1, value ->> 2, ?2 FROM json_each(?1) WHERE true
+                 ON CONFLICT (entity, entity_id) DO UPDATE SET
+                    journal_seq = excluded.journal_seq, synced_at = excluded.synced_at
+                 WHERE excluded.journal_seq >= synced_rows.journal_seq",
+            )?
+            .execute(params![
+                Value::Array(rows).to_string(),
+                timestamp(chrono::Utc::now())
+            ])?;
+            tx.commit()
+        })();
+        connection
+            .execute_batch("PRAGMA synchronous = FULL")
+            .map_err(|e| self.sqlite(e))?;
+        done.map_err(|e| self.sqlite(e))
     }
 }
 
-pub(super) fn synced_values(
+/// The `journal_seq` Postgres last acknowledged for one row, and when.
+pub(super) fn synced_seq(
     connection: &rusqlite::Connection,
     entity: &str,
     id: &str,
-) -> rusqlite::Result<Option<(i64, String, Value)>> {
+) -> rusqlite::Result<Option<(i64, String)>> {
     connection
         .query_row(
-            "SELECT journal_seq, synced_at, row_values FROM synced_rows
-             WHERE entity = ?1 AND entity_id = ?2",
+            "SELECT journal_seq, synced_at FROM synced_rows WHERE entity = ?1 AND entity_id = ?2",
             params![entity, id],
-            |row| {
-                let text: String = row.get(2)?;
-                Ok((
-                    row.get(0)?,
-                    row.get(1)?,
-                    serde_json::from_str(&text).unwrap_or(Value::String(text)),
-                ))
-            },
+            |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .optional()
 }

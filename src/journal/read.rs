@@ -115,10 +115,12 @@ pub struct AttemptView {
 /// What Postgres last acknowledged for a row, as the reconciler recorded it.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncedValues {
-    /// The journal change those values reflect.
+    /// The journal change whose state Postgres holds.
     pub journal_seq: i64,
     pub synced_at: String,
-    pub values: serde_json::Value,
+    /// The tracking values of that state, replayed from the events up to
+    /// `journal_seq` (filled in by `inspection::lineage`).
+    pub values: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -142,8 +144,9 @@ pub struct WeekView {
     /// The values Postgres last acknowledged for this week.
     pub postgres: Option<SyncedValues>,
     pub attempts: Vec<AttemptView>,
-    /// `(seq, at, kind, subject)` of every event about the week or its attempts.
-    pub events: Vec<(i64, String, String, String)>,
+    /// `(seq, at, kind, subject, payload)` of every event about the week or
+    /// its attempts.
+    pub events: Vec<(i64, String, String, String, String)>,
 }
 
 /// Every week an id or date leads to (a date may match one week per schedule).
@@ -685,13 +688,15 @@ fn synced(
     entity: &str,
     id: &str,
 ) -> rusqlite::Result<Option<SyncedValues>> {
-    Ok(super::inspect::synced_values(connection, entity, id)?.map(
-        |(journal_seq, synced_at, values)| SyncedValues {
-            journal_seq,
-            synced_at,
-            values,
-        },
-    ))
+    Ok(
+        super::inspect::synced_seq(connection, entity, id)?.map(|(journal_seq, synced_at)| {
+            SyncedValues {
+                journal_seq,
+                synced_at,
+                values: None,
+            }
+        }),
+    )
 }
 
 fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
@@ -767,13 +772,19 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
             .flatten();
     }
     let mut events = connection.prepare(
-        "SELECT seq, at, kind, subject FROM events
+        "SELECT seq, at, kind, subject, payload FROM events
          WHERE subject = ?1 OR subject IN (SELECT id FROM attempts WHERE week_id = ?1)
          ORDER BY seq",
     )?;
     view.events = events
         .query_map(params![id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(view)

@@ -368,28 +368,45 @@ async fn report_head(app: &TestApp) -> i64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lineage_shows_the_whole_chain_down_to_the_values_postgres_acknowledged() {
     let app = backfilled(1).await;
-    let journal = chronicle::journal::Journal::open(&app.journal_path()).unwrap();
     let amc_id = app.ledger()[0].execution.workflow_execution_id.clone();
-    let lineage = journal.lineage(&amc_id).unwrap();
-    let week = &lineage.weeks[0];
-    assert_eq!(week.workflow_id, "campaign_performance");
-    assert_eq!(week.instance_id, "amctest01");
-    let attempt = &week.attempts[0];
-    assert_eq!(
-        attempt.schedule_hash_at_intent.as_deref(),
-        Some(week.schedule_hash.as_str())
-    );
-    let postgres = week.postgres.as_ref().expect("the sync was recorded");
-    assert_eq!(
-        postgres.values["data_checksum"].as_str(),
-        week.data_checksum.as_deref()
-    );
-    assert_eq!(
-        postgres.values["amc_execution_id"].as_str(),
-        Some(amc_id.as_str())
-    );
-    let execution = attempt.postgres.as_ref().expect("the execution's sync too");
-    assert_eq!(execution.values["status"], "SUCCEEDED");
+    let output = app.chronicle(&["lineage", "--json", &amc_id]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
+    let lineage: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let week = &lineage["weeks"][0];
+    assert_eq!(week["workflow_id"], "campaign_performance");
+    assert_eq!(week["instance_id"], "amctest01");
+    let attempt = &week["attempts"][0];
+    assert_eq!(attempt["schedule_hash_at_intent"], week["schedule_hash"]);
+    assert_eq!(attempt["request"]["parameterValues"]["region"], "eu");
+
+    // What lineage says Postgres holds is what Postgres holds.
+    let client = crate::helpers::connect(&app.database_url).await;
+    let row = client
+        .query_one(
+            "SELECT status, execution_id::text, amc_execution_id, record_count, data_checksum,
+                journal_seq FROM report_data_weeks WHERE id = $1::text::uuid",
+            &[&week["id"].as_str().unwrap()],
+        )
+        .await
+        .unwrap();
+    let held = &week["postgres"]["values"];
+    assert_eq!(held["status"], row.get::<_, String>(0));
+    assert_eq!(held["execution_id"], row.get::<_, String>(1));
+    assert_eq!(held["amc_execution_id"], row.get::<_, String>(2));
+    assert_eq!(held["record_count"], row.get::<_, i32>(3));
+    assert_eq!(held["data_checksum"], row.get::<_, String>(4));
+    assert_eq!(held["journal_seq"], row.get::<_, i64>(5));
+    let execution = client
+        .query_one(
+            "SELECT status, row_count, journal_seq FROM workflow_executions WHERE amc_execution_id = $1",
+            &[&amc_id],
+        )
+        .await
+        .unwrap();
+    let held = &attempt["postgres"]["values"];
+    assert_eq!(held["status"], execution.get::<_, String>(0));
+    assert_eq!(held["row_count"], execution.get::<_, i32>(1));
+    assert_eq!(held["journal_seq"], execution.get::<_, i64>(2));
 
     let printed = app.chronicle(&["lineage", &amc_id]).await;
     let printed = String::from_utf8_lossy(&printed.stdout);
