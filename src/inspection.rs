@@ -162,6 +162,12 @@ pub fn export(
     schedule: Option<&str>,
     out: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
+    if what == What::Events && schedule.is_some() {
+        return Err(ConfigError::Invalid(
+            "`--schedule` narrows weeks and executions; events are exported whole (use `--evidence FILE --schedule S` for a schedule's evidence)".into(),
+        )
+        .into());
+    }
     let journal = Journal::open(&settings.journal.path)?;
     match out {
         Some(path) => {
