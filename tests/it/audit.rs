@@ -66,6 +66,32 @@ async fn a_clean_backfill_audits_clean_against_the_log_and_postgres() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_failures_and_adopted_executions_replay_to_the_same_state_tables() {
+    let sim = chronicle::simulator::SimConfig {
+        // High enough that ten weeks see both, whatever order runs them in.
+        failure_rate: 0.5,
+        drop_create_rate: 0.5,
+        ..quick_sim()
+    };
+    let app = spawn_app(sim, &schedule(10, 2)).await;
+    app.chronicle(&["backfill", "weekly"]).await;
+    let raw = rusqlite::Connection::open(app.journal_path()).unwrap();
+    let kinds: Vec<String> = raw
+        .prepare("SELECT DISTINCT kind FROM events")
+        .unwrap()
+        .query_map([], |row| row.get(0))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    for kind in ["attempt.failed", "attempt.adopted"] {
+        assert!(kinds.iter().any(|k| k == kind), "no {kind} in {kinds:?}");
+    }
+
+    let (code, report) = audit(&app).await;
+    assert_eq!(code, Some(0), "{report:#}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_edited_with_sqlite_is_named_by_audit() {
     let app = backfilled(2).await;
     let raw = tamper(&app);
@@ -295,6 +321,10 @@ async fn every_listing_prints_json_that_parses_and_exports_in_three_formats() {
     );
     let unknown = app.chronicle(&["weeks", "nope"]).await;
     assert_eq!(unknown.status.code(), Some(1));
+    let narrowed = app
+        .chronicle(&["export", "--what", "events", "--schedule", "weekly"])
+        .await;
+    assert_eq!(narrowed.status.code(), Some(2), "{}", text(&narrowed));
 
     let executions = app
         .chronicle(&[
