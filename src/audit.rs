@@ -41,13 +41,18 @@ impl AuditReport {
     }
 }
 
-/// Checks the chain and replays the log against the state tables.
-pub fn journal(journal: &Journal) -> Result<AuditReport, JournalError> {
+/// Checks the chain and replays the log against the state tables;
+/// `progress` counts the events replayed.
+pub fn journal(
+    journal: &Journal,
+    progress: &indicatif::ProgressBar,
+) -> Result<AuditReport, JournalError> {
     let mut report = AuditReport {
         journal_id: journal.journal_id()?,
         head: journal.chain_head()?,
         ..AuditReport::default()
     };
+    progress.set_length(report.head.as_ref().map_or(0, |h| h.seq.max(0) as u64));
     if let Some(broken) = journal.verify_chain()? {
         report.findings.push(Finding {
             check: "chain",
@@ -58,6 +63,7 @@ pub fn journal(journal: &Journal) -> Result<AuditReport, JournalError> {
     let mut replay = Replay::default();
     let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
     report.events = journal.each_event(&EventFilter::default(), |event: Event| {
+        progress.inc(1);
         if STATE_KINDS.contains(&event.kind.as_str()) {
             replay.apply(event.seq, &event.kind, &event.subject, &event.payload);
         } else if event.kind != "runner.started" {

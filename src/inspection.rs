@@ -46,6 +46,19 @@ pub fn parse_since(text: &str) -> Result<String, String> {
         .map_err(|_| format!("`{text}` is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
 }
 
+/// A bar over events on stderr. Drawn only on a terminal: indicatif hides
+/// a bar whose target is not one, so pipes and logs never see it.
+fn progress_bar(label: &str) -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    bar.set_style(
+        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} events ({elapsed})")
+            .expect("static template")
+            .progress_chars("=> "),
+    );
+    bar.set_prefix(label.to_owned());
+    bar
+}
+
 /// Writes to stdout; a closed pipe (`| head`) ends the output quietly.
 fn emit(out: &mut impl Write, text: &str) -> std::io::Result<()> {
     out.write_all(text.as_bytes())
@@ -199,13 +212,7 @@ pub fn export_evidence(
     since: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let journal = Journal::open(&settings.journal.path)?;
-    // Drawn only on a terminal: indicatif hides a bar whose stderr is not one.
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("evidence [{bar:30}] {pos}/{len} events ({elapsed})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar("evidence");
     let header = match evidence::export(&journal, out, schedule, since, &bar) {
         Ok(header) => header,
         Err(evidence::EvidenceError::Nothing(why)) => {
@@ -342,7 +349,10 @@ pub fn audit_evidence(
 /// `postgres.url` is set.
 pub async fn audit(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
     let journal = Journal::open(&settings.journal.path)?;
-    let mut report = audit::journal(&journal)?;
+    let bar = progress_bar("audit");
+    let report = audit::journal(&journal, &bar);
+    bar.finish_and_clear();
+    let mut report = report?;
     match settings.postgres_url() {
         None => report
             .notes
