@@ -150,7 +150,8 @@ pub enum Command {
     Audit {
         #[arg(long)]
         evidence: Option<PathBuf>,
-        /// With --evidence: the chain head hash the file must end at.
+        /// With --evidence: a chain head hash recorded elsewhere (Postgres's
+        /// chronicle_chain_heads) that one event of the file must carry.
         #[arg(long, requires = "evidence")]
         expect_head: Option<String>,
         #[arg(long)]
