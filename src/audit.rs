@@ -85,7 +85,7 @@ pub fn journal(
     }
     if replay.collections_without_ids > 0 {
         report.notes.push(format!(
-            "{} collections were created by an older chronicle whose events lack workflow_id and instance_id: those columns are not checked for them",
+            "{} collection events were written by an older chronicle without workflow_id and instance_id: those columns (and schedule_file, after an update) are not checked for their collections",
             replay.collections_without_ids
         ));
     }

@@ -37,8 +37,8 @@ pub struct Replay {
     /// `(subject, detail)` of events that refer to rows the log never
     /// created.
     pub problems: Vec<(String, String)>,
-    /// Collections whose creating event predates `workflow_id` and
-    /// `instance_id` in the payload: those columns are not replayed.
+    /// Collection events that predate `workflow_id` and `instance_id` in
+    /// the payload: those columns are then not replayed.
     pub collections_without_ids: u64,
 }
 
@@ -108,6 +108,7 @@ impl Replay {
                     "schedule_hash",
                     "workflow_id",
                     "instance_id",
+                    "schedule_file",
                 ] {
                     if let Some(value) = payload.get(key) {
                         row.insert(key.to_owned(), value.clone());
@@ -125,12 +126,24 @@ impl Replay {
                     "start_date": field("start_date"),
                     "schedule_hash": field("schedule_hash"),
                 });
-                for key in ["workflow_id", "instance_id"] {
+                for key in ["workflow_id", "instance_id", "schedule_file"] {
                     if let Some(value) = payload.get(key) {
                         fields[key] = value.clone();
                     }
                 }
                 self.set("collection", subject, seq, fields);
+                // An older event that lacks these leaves them unknown: not
+                // compared, rather than compared with a stale value.
+                if payload.get("workflow_id").is_none()
+                    && let Some(row) = self
+                        .state
+                        .get_mut(&("collection".to_owned(), subject.to_owned()))
+                {
+                    for key in ["workflow_id", "instance_id", "schedule_file"] {
+                        row.remove(key);
+                    }
+                    self.collections_without_ids += 1;
+                }
             }
             "week.added" => {
                 let row = json!({
@@ -159,6 +172,8 @@ impl Replay {
                     "amc_status": null,
                     "row_count": null,
                     "data_checksum": null,
+                    "error_message": null,
+                    "triggered_by": field("triggered_by"),
                     "journal_seq": seq,
                 });
                 if let Value::Object(row) = row {
@@ -177,7 +192,12 @@ impl Replay {
                     "week",
                     &week,
                     seq,
-                    json!({"status": "running", "attempt_id": subject, "attempts": attempts + 1}),
+                    json!({
+                        "status": "running",
+                        "attempt_id": subject,
+                        "attempts": attempts + 1,
+                        "error_message": null,
+                    }),
                 );
             }
             "attempt.submitted" | "attempt.adopted" => {
@@ -219,6 +239,7 @@ impl Replay {
                         seq,
                         json!({
                             "status": "completed",
+                            "error_message": null,
                             "record_count": field("record_count"),
                             "data_checksum": field("data_checksum"),
                         }),
@@ -231,17 +252,31 @@ impl Replay {
                     "execution",
                     subject,
                     seq,
-                    json!({"state": "failed", "amc_status": field("status")}),
+                    json!({
+                        "state": "failed",
+                        "amc_status": field("status"),
+                        "error_message": field("error"),
+                    }),
                 );
                 if let Some(week) = self.week_of(subject) {
                     let failed = field("week_failed").as_bool().unwrap_or(false);
                     let status = if failed { "failed" } else { "pending" };
-                    self.set("week", &week, seq, json!({"status": status}));
+                    self.set(
+                        "week",
+                        &week,
+                        seq,
+                        json!({"status": status, "error_message": field("error")}),
+                    );
                     self.touch_collection(&week, seq);
                 }
             }
             "attempt.abandoned" => {
-                self.set("execution", subject, seq, json!({"state": "abandoned"}));
+                self.set(
+                    "execution",
+                    subject,
+                    seq,
+                    json!({"state": "abandoned", "error_message": field("reason")}),
+                );
                 if let Some(week) = self.week_of(subject) {
                     self.set("week", &week, seq, json!({"status": "pending"}));
                 }

@@ -310,7 +310,8 @@ impl Journal {
         let queries: [(&str, &str, &[&str]); 3] = [
             (
                 "collection",
-                "SELECT id, name, workflow_id, instance_id, start_date, schedule_hash, journal_seq
+                "SELECT id, name, workflow_id, instance_id, start_date, schedule_hash, journal_seq,
+                    schedule_file
                  FROM collections",
                 &[
                     "name",
@@ -319,12 +320,13 @@ impl Journal {
                     "start_date",
                     "schedule_hash",
                     "journal_seq",
+                    "schedule_file",
                 ],
             ),
             (
                 "week",
                 "SELECT id, collection_id, week_start, status, attempt_id, attempts,
-                    record_count, data_checksum, journal_seq FROM weeks",
+                    record_count, data_checksum, journal_seq, error_message FROM weeks",
                 &[
                     "collection_id",
                     "week_start",
@@ -334,12 +336,13 @@ impl Journal {
                     "record_count",
                     "data_checksum",
                     "journal_seq",
+                    "error_message",
                 ],
             ),
             (
                 "execution",
                 "SELECT id, week_id, state, amc_execution_id, amc_status, row_count,
-                    data_checksum, journal_seq FROM attempts",
+                    data_checksum, journal_seq, error_message, triggered_by FROM attempts",
                 &[
                     "week_id",
                     "state",
@@ -348,6 +351,8 @@ impl Journal {
                     "row_count",
                     "data_checksum",
                     "journal_seq",
+                    "error_message",
+                    "triggered_by",
                 ],
             ),
         ];

@@ -161,6 +161,7 @@ impl Journal {
                                 "schedule_hash": schedule.content_hash,
                                 "workflow_id": schedule.workflow_id,
                                 "instance_id": schedule.instance_id,
+                                "schedule_file": schedule.file.display().to_string(),
                             }),
                         )?;
                         c.tx.execute(
