@@ -285,3 +285,47 @@ impl Replay {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_older_events_lack_are_left_unknown_rather_than_stale() {
+        let mut replay = Replay::default();
+        replay.apply(
+            1,
+            "collection.created",
+            "c",
+            r#"{"name":"weekly","start_date":"2025-01-06","schedule_file":"a.toml","schedule_hash":"h1"}"#,
+        );
+        replay.apply(
+            2,
+            "collection.updated",
+            "c",
+            r#"{"start_date":"2024-12-30","previous_start_date":"2025-01-06","schedule_hash":"h2"}"#,
+        );
+        let row = &replay.state[&("collection".to_owned(), "c".to_owned())];
+        assert_eq!(row["start_date"], "2024-12-30");
+        assert_eq!(row["schedule_hash"], "h2");
+        assert_eq!(row["journal_seq"], 2);
+        for unknown in ["workflow_id", "instance_id", "schedule_file"] {
+            assert!(!row.contains_key(unknown), "{unknown} should be unknown");
+        }
+        assert_eq!(replay.collections_without_ids, 2);
+        assert!(replay.problems.is_empty());
+    }
+
+    #[test]
+    fn an_event_about_a_row_no_event_created_is_a_problem() {
+        let mut replay = Replay::default();
+        replay.apply(5, "attempt.status", "a", r#"{"status":"RUNNING"}"#);
+        assert_eq!(
+            replay.problems,
+            vec![(
+                "execution a".to_owned(),
+                "event 5 changes it, but no earlier event created it".to_owned()
+            )]
+        );
+    }
+}
