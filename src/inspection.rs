@@ -266,7 +266,9 @@ fn replay_upto(week: &WeekView, upto: i64) -> Replay {
 }
 
 /// Postgres's tracking values as the reconciler sends them (`journal::read`
-/// builds the same shapes from the tables).
+/// builds the same shapes from the tables), replayed up to the last change
+/// Postgres acknowledged. A row whose first change still waits, or an
+/// attempt AMC never held, is not in Postgres: `postgres` becomes `None`.
 fn fill_postgres_values(week: &mut WeekView) {
     let field = |replay: &Replay, entity: &str, id: &str, name: &str| {
         replay
@@ -276,43 +278,56 @@ fn fill_postgres_values(week: &mut WeekView) {
             .cloned()
             .unwrap_or(Value::Null)
     };
+    let upto = |synced: &Option<crate::journal::SyncedValues>| {
+        synced
+            .as_ref()
+            .map(|s| s.waiting_since_seq.map_or(i64::MAX, |p| p - 1))
+    };
     let week_id = week.id.to_string();
-    if let Some(synced) = &week.postgres {
-        let replay = replay_upto(week, synced.journal_seq);
-        let attempt = field(&replay, "week", &week_id, "attempt_id");
-        let attempt = attempt.as_str().unwrap_or_default();
-        let state = field(&replay, "execution", attempt, "state");
-        let execution_id = match state.as_str() {
-            None | Some("intent" | "abandoned") => Value::Null,
-            Some(_) => json!(attempt),
-        };
-        let values = json!({
-            "status": field(&replay, "week", &week_id, "status"),
-            "execution_id": execution_id,
-            "amc_execution_id": field(&replay, "execution", attempt, "amc_execution_id"),
-            "record_count": field(&replay, "week", &week_id, "record_count"),
-            "data_checksum": field(&replay, "week", &week_id, "data_checksum"),
-            "journal_seq": synced.journal_seq,
-        });
-        if let Some(synced) = &mut week.postgres {
-            synced.values = Some(values);
+    if let Some(upto) = upto(&week.postgres) {
+        let replay = replay_upto(week, upto);
+        let seq = field(&replay, "week", &week_id, "journal_seq");
+        if seq.is_null() {
+            week.postgres = None;
+        } else {
+            let attempt = field(&replay, "week", &week_id, "attempt_id");
+            let attempt = attempt.as_str().unwrap_or_default();
+            let sent = !matches!(
+                field(&replay, "execution", attempt, "state").as_str(),
+                None | Some("intent" | "abandoned")
+            );
+            let values = json!({
+                "status": field(&replay, "week", &week_id, "status"),
+                "execution_id": if sent { json!(attempt) } else { Value::Null },
+                "amc_execution_id": field(&replay, "execution", attempt, "amc_execution_id"),
+                "record_count": field(&replay, "week", &week_id, "record_count"),
+                "data_checksum": field(&replay, "week", &week_id, "data_checksum"),
+                "error_message": field(&replay, "week", &week_id, "error_message"),
+                "journal_seq": seq,
+            });
+            if let Some(synced) = &mut week.postgres {
+                synced.journal_seq = seq.as_i64();
+                synced.values = Some(values);
+            }
         }
     }
     let replays: Vec<Option<Replay>> = week
         .attempts
         .iter()
-        .map(|a| {
-            a.postgres
-                .as_ref()
-                .map(|s| replay_upto(week, s.journal_seq))
-        })
+        .map(|a| upto(&a.postgres).map(|upto| replay_upto(week, upto)))
         .collect();
     for (attempt, replay) in week.attempts.iter_mut().zip(replays) {
-        let (Some(synced), Some(replay)) = (&mut attempt.postgres, replay) else {
+        let Some(replay) = replay else {
             continue;
         };
         let id = attempt.id.to_string();
         let state = field(&replay, "execution", &id, "state");
+        // Intents and abandoned attempts are never sent (`journal::read`).
+        if matches!(state.as_str(), None | Some("intent" | "abandoned")) {
+            attempt.postgres = None;
+            continue;
+        }
+        let seq = field(&replay, "execution", &id, "journal_seq");
         let status = if state == "succeeded" {
             json!("SUCCEEDED")
         } else {
@@ -321,12 +336,16 @@ fn fill_postgres_values(week: &mut WeekView) {
                 status => status,
             }
         };
-        synced.values = Some(json!({
-            "status": status,
-            "amc_execution_id": field(&replay, "execution", &id, "amc_execution_id"),
-            "row_count": field(&replay, "execution", &id, "row_count"),
-            "journal_seq": synced.journal_seq,
-        }));
+        if let Some(synced) = &mut attempt.postgres {
+            synced.journal_seq = seq.as_i64();
+            synced.values = Some(json!({
+                "status": status,
+                "amc_execution_id": field(&replay, "execution", &id, "amc_execution_id"),
+                "row_count": field(&replay, "execution", &id, "row_count"),
+                "error_message": field(&replay, "execution", &id, "error_message"),
+                "journal_seq": seq,
+            }));
+        }
     }
 }
 

@@ -52,7 +52,7 @@ pub async fn drain(
         }
         match warehouse.apply(&pending.batch).await {
             Ok(()) => {
-                journal.acknowledge_written(&pending.entries, &pending.batch)?;
+                journal.acknowledge(&pending.entries)?;
                 report.rows += pending.batch.len();
             }
             Err(WarehouseError::Refused(_)) => {
@@ -107,7 +107,7 @@ async fn land_rows(
     let batch = journal.batch_for(&entries)?;
     match warehouse.apply(&batch).await {
         Ok(()) => {
-            journal.acknowledge_written(&entries, &batch)?;
+            journal.acknowledge(&entries)?;
             report.rows += batch.len();
             Ok(())
         }

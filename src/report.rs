@@ -10,7 +10,9 @@ use crate::audit::AuditReport;
 use crate::backfill::{Summary, SyncOutcome};
 use crate::drift::DriftReport;
 use crate::evidence::Verdict;
-use crate::journal::{Event, ExecutionLine, Lineage, Quarantined, StatusReport, WeekLine};
+use crate::journal::{
+    Event, ExecutionLine, Lineage, Quarantined, StatusReport, SyncedValues, WeekLine,
+};
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();
@@ -182,23 +184,14 @@ pub fn lineage(lineage: &Lineage) -> String {
                 a.schedule_hash_at_intent.as_deref().unwrap_or("-"),
                 a.request
             ));
-            if let Some(pg) = &a.postgres {
-                out.push_str(&format!(
-                    "    Postgres holds (journal_seq {}, synced {}): {}\n",
-                    pg.journal_seq,
-                    pg.synced_at,
-                    pg.values.as_ref().map_or("-".into(), |v| v.to_string())
-                ));
+            match &a.postgres {
+                Some(pg) => out.push_str(&format!("    Postgres holds {}\n", held(pg))),
+                None => out.push_str("    Postgres holds nothing of it\n"),
             }
         }
         match &week.postgres {
-            Some(pg) => out.push_str(&format!(
-                "  Postgres holds for the week (journal_seq {}, synced {}): {}\n",
-                pg.journal_seq,
-                pg.synced_at,
-                pg.values.as_ref().map_or("-".into(), |v| v.to_string())
-            )),
-            None => out.push_str("  Postgres: no sync of this week recorded\n"),
+            Some(pg) => out.push_str(&format!("  Postgres holds for the week {}\n", held(pg))),
+            None => out.push_str("  Postgres holds nothing of the week yet\n"),
         }
         out.push_str("  events:\n");
         for (seq, at, kind, subject, _) in &week.events {
@@ -206,6 +199,17 @@ pub fn lineage(lineage: &Lineage) -> String {
         }
     }
     out
+}
+
+/// What Postgres holds of a row, in words.
+fn held(pg: &SyncedValues) -> String {
+    let values = pg.values.as_ref().map_or("-".into(), |v| v.to_string());
+    match pg.waiting_since_seq {
+        None => format!("(its current state): {values}"),
+        Some(seq) => format!(
+            "this state or a later one (the change at journal_seq {seq} waits to sync): {values}"
+        ),
+    }
 }
 
 pub fn quarantine(rows: &[Quarantined]) -> String {

@@ -1,22 +1,21 @@
 //! Journal queries for audits: the week listing and grid, executions, the raw
 //! event stream, the chain head, the state tables as an audit replays them,
-//! and the values Postgres last acknowledged per row.
+//! and which change of a row Postgres has not acknowledged yet.
 //!
-//! Owns reads (and the acknowledgement that records what Postgres holds). It does
+//! Owns reads only. It does
 //! not judge anything: `audit` and `evidence` decide what is a finding.
 //! Every per-command query goes through an index, so `weeks` and `lineage`
 //! cost the same on a journal of a million events as on a small one, and
 //! events are streamed, never loaded whole.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use rusqlite::{OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Journal, OutboxEntry, Result, timestamp};
+use super::{Journal, Result};
 use crate::identity;
-use crate::tracking::Batch;
 
 /// One week as `chronicle weeks` lists it.
 #[derive(Debug, Clone, Serialize)]
@@ -125,12 +124,23 @@ impl Journal {
         if !known {
             return Ok(None);
         }
+        // One pass over what waits for Postgres (the outbox has no index by
+        // row, see V5), then one indexed walk of the schedule's weeks.
+        let mut waiting = connection
+            .prepare(
+                "SELECT entity_id FROM outbox WHERE entity = 'week'
+                 UNION SELECT entity_id FROM quarantine WHERE entity = 'week'",
+            )
+            .map_err(sqlite)?;
+        let waiting: HashSet<String> = waiting
+            .query_map([], |row| row.get(0))
+            .map_err(sqlite)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sqlite)?;
         let mut statement = connection
             .prepare(
                 "SELECT w.id, w.week_start, w.status, w.attempts, a.amc_execution_id,
-                    w.record_count, w.data_checksum,
-                    NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id)
-                    AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.entity = 'week' AND q.entity_id = w.id)
+                    w.record_count, w.data_checksum
                  FROM weeks w LEFT JOIN attempts a ON a.id = w.attempt_id
                  WHERE w.collection_id = ?1 ORDER BY w.week_start",
             )
@@ -145,13 +155,17 @@ impl Journal {
                     amc_execution_id: row.get(4)?,
                     record_count: row.get(5)?,
                     data_checksum: row.get(6)?,
-                    synced: row.get(7)?,
+                    synced: false,
                 })
             })
             .map_err(sqlite)?;
-        rows.collect::<rusqlite::Result<Vec<_>>>()
-            .map(Some)
-            .map_err(sqlite)
+        let mut weeks = rows
+            .collect::<rusqlite::Result<Vec<WeekLine>>>()
+            .map_err(sqlite)?;
+        for week in &mut weeks {
+            week.synced = !waiting.contains(&week.week_id);
+        }
+        Ok(Some(weeks))
     }
 
     /// Execution attempts matching `filter`, newest first.
@@ -373,70 +387,22 @@ impl Journal {
         }
         Ok(tables)
     }
-
-    /// Acknowledges a batch Postgres has committed (as `acknowledge`) and, in
-    /// the same transaction, remembers the `journal_seq` of each row's state
-    /// Postgres now holds (lineage replays the values from the events).
-    pub fn acknowledge_written(&self, entries: &[OutboxEntry], batch: &Batch) -> Result<()> {
-        let ids = Value::Array(entries.iter().map(|e| json!(e.id)).collect());
-        let rows: Vec<Value> = batch
-            .collections
-            .iter()
-            .map(|c| json!(["collection", c.id, c.journal_seq]))
-            .chain(
-                batch
-                    .executions
-                    .iter()
-                    .map(|e| json!(["execution", e.id, e.journal_seq])),
-            )
-            .chain(
-                batch
-                    .weeks
-                    .iter()
-                    .map(|w| json!(["week", w.id, w.journal_seq])),
-            )
-            .collect();
-        let mut connection = self.lock();
-        // As `acknowledge`: losing this in a crash only re-sends rows, and
-        // the next durable commit syncs the WAL past it.
-        connection
-            .execute_batch("PRAGMA synchronous = NORMAL")
-            .map_err(|e| self.sqlite(e))?;
-        let done = (|| {
-            let tx = connection.transaction()?;
-            tx.prepare_cached("DELETE FROM outbox WHERE id IN (SELECT value FROM json_each(?1))")?
-                .execute([ids.to_string()])?;
-            tx.prepare_cached(
-                "INSERT INTO synced_rows (entity, entity_id, journal_seq, synced_at)
-                 SELECT value ->> 0, value ->> 1, value ->> 2, ?2 FROM json_each(?1) WHERE true
-                 ON CONFLICT (entity, entity_id) DO UPDATE SET
-                    journal_seq = excluded.journal_seq, synced_at = excluded.synced_at
-                 WHERE excluded.journal_seq >= synced_rows.journal_seq",
-            )?
-            .execute(params![
-                Value::Array(rows).to_string(),
-                timestamp(chrono::Utc::now())
-            ])?;
-            tx.commit()
-        })();
-        connection
-            .execute_batch("PRAGMA synchronous = FULL")
-            .map_err(|e| self.sqlite(e))?;
-        done.map_err(|e| self.sqlite(e))
-    }
 }
 
-/// The `journal_seq` Postgres last acknowledged for one row, and when.
-pub(super) fn synced_seq(
+/// The first change of one row that Postgres has not acknowledged (waiting
+/// in the outbox or quarantined); `None` when Postgres holds its current
+/// state. The outbox is scanned: it holds only what waits, and an index on
+/// it would slow the reconciler's acknowledgements.
+pub(super) fn waiting_since(
     connection: &rusqlite::Connection,
     entity: &str,
     id: &str,
-) -> rusqlite::Result<Option<(i64, String)>> {
-    connection
-        .query_row(
-            "SELECT journal_seq, synced_at FROM synced_rows WHERE entity = ?1 AND entity_id = ?2",
-            params![entity, id],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
-        .optional()
+) -> rusqlite::Result<Option<i64>> {
+    connection.query_row(
+        "SELECT min(seq) FROM (
+            SELECT seq FROM outbox WHERE entity = ?1 AND entity_id = ?2
+            UNION ALL SELECT seq FROM quarantine WHERE entity = ?1 AND entity_id = ?2)",
+        params![entity, id],
+        |row| row.get(0),
+    )
 }

@@ -108,18 +108,26 @@ pub struct AttemptView {
     /// The schedule file's sha256 when this attempt was made (schedules
     /// change; the collection keeps only the latest hash).
     pub schedule_hash_at_intent: Option<String>,
-    /// The values Postgres last acknowledged for this execution.
+    /// What Postgres holds of this execution; `None` when it holds nothing
+    /// (AMC never held the attempt, or its first change still waits).
     pub postgres: Option<SyncedValues>,
 }
 
-/// What Postgres last acknowledged for a row, as the reconciler recorded it.
+/// What Postgres holds of a row, as far as the journal knows: the reconciler
+/// sends a row's current state and its outbox entries leave only once
+/// Postgres committed, so a row with nothing waiting is held as it is now.
 #[derive(Debug, Clone, Serialize)]
 pub struct SyncedValues {
-    /// The journal change whose state Postgres holds.
-    pub journal_seq: i64,
-    pub synced_at: String,
-    /// The tracking values of that state, replayed from the events up to
-    /// `journal_seq` (filled in by `inspection::lineage`).
+    /// The first change Postgres has not acknowledged (in the outbox or in
+    /// quarantine); `None` when Postgres holds the current state.
+    pub waiting_since_seq: Option<i64>,
+    /// True when the values are exactly what Postgres holds; false when a
+    /// change waits, so Postgres holds these or a later state.
+    pub exact: bool,
+    /// The `journal_seq` of the state shown (filled in with `values`).
+    pub journal_seq: Option<i64>,
+    /// The tracking values of that state, replayed from the events
+    /// (filled in by `inspection::lineage`).
     pub values: Option<serde_json::Value>,
 }
 
@@ -141,7 +149,7 @@ pub struct WeekView {
     pub error_message: Option<String>,
     /// False while a change of this week waits in the outbox.
     pub synced: bool,
-    /// The values Postgres last acknowledged for this week.
+    /// What Postgres holds of this week; `None` when it holds nothing yet.
     pub postgres: Option<SyncedValues>,
     pub attempts: Vec<AttemptView>,
     /// `(seq, at, kind, subject, payload)` of every event about the week or
@@ -688,22 +696,21 @@ fn synced(
     entity: &str,
     id: &str,
 ) -> rusqlite::Result<Option<SyncedValues>> {
-    Ok(
-        super::inspect::synced_seq(connection, entity, id)?.map(|(journal_seq, synced_at)| {
-            SyncedValues {
-                journal_seq,
-                synced_at,
-                values: None,
-            }
-        }),
-    )
+    let waiting = super::inspect::waiting_since(connection, entity, id)?;
+    Ok(Some(SyncedValues {
+        waiting_since_seq: waiting,
+        exact: waiting.is_none(),
+        journal_seq: None,
+        values: None,
+    }))
 }
 
 fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
     let mut view = connection.query_row(
         "SELECT w.id, c.name, c.schedule_file, c.schedule_hash, w.week_start, w.status,
             w.record_count, w.data_checksum, w.error_message,
-            NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id),
+            NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id)
+            AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.entity = 'week' AND q.entity_id = w.id),
             c.id, c.workflow_id, c.instance_id, c.start_date
          FROM weeks w JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
         [id],

@@ -429,6 +429,7 @@ async fn lineage_shows_the_whole_chain_down_to_the_values_postgres_acknowledged(
         )
         .await
         .unwrap();
+    assert_eq!(week["postgres"]["exact"], true, "{week:#}");
     let held = &week["postgres"]["values"];
     assert_eq!(held["status"], row.get::<_, String>(0));
     assert_eq!(held["execution_id"], row.get::<_, String>(1));
