@@ -21,14 +21,19 @@ pub struct Finding {
     pub check: &'static str,
     /// The event, row or head at fault.
     pub subject: String,
+    /// What is wrong, in words an auditor can act on.
     pub detail: String,
 }
 
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct AuditReport {
+    /// The journal audited (its chain-head key in Postgres).
     pub journal_id: String,
+    /// The last event when the audit ran.
     pub head: Option<ChainHead>,
+    /// Events walked by the replay.
     pub events: i64,
+    /// Everything that did not reconcile; empty means the audit passed.
     pub findings: Vec<Finding>,
     /// What could not be checked and why (old journals, unknown kinds, no
     /// Postgres): never findings, but an auditor must know.

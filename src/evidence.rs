@@ -42,17 +42,21 @@ pub struct Header {
     pub version: u32,
     /// The journal the events come from (its Postgres chain-head key).
     pub journal_id: String,
+    /// When the file was written.
     pub exported_at: String,
     /// What the export was asked for (the range still runs to the head: the
     /// chain proves only a contiguous run).
     pub schedule: Option<String>,
+    /// The `--since` asked for, in the journal's time form.
     pub since: Option<String>,
+    /// The first event in the file.
     pub first_seq: i64,
     /// Hash of event `first_seq - 1`: the anchor of the first event's link.
     pub prev_hash: String,
     /// The last event in the file: compare it with a head recorded elsewhere
     /// (Postgres `chronicle_chain_heads`, an earlier export).
     pub head: ChainHead,
+    /// How many event lines follow the header.
     pub events: u64,
     /// sha256 (lowercase hex) of every byte after the header line.
     pub content_sha256: String,
@@ -61,9 +65,13 @@ pub struct Header {
 /// The result of checking a file: `problems` empty means it verifies.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
+    /// The file checked, as given.
     pub file: String,
+    /// The header, when line 1 parsed as one.
     pub header: Option<Header>,
+    /// Events that verified before the first problem.
     pub events_checked: u64,
+    /// Every reason the file does not verify; empty means it does.
     pub problems: Vec<String>,
 }
 

@@ -20,14 +20,19 @@ use crate::identity;
 /// One week as `chronicle weeks` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct WeekLine {
+    /// The week's UUIDv5: the same in Postgres.
     pub week_id: String,
+    /// First day of the week (YYYY-MM-DD).
     pub week_start: String,
+    /// pending, running, completed or failed.
     pub status: String,
     /// Attempts made for the week so far (retries included).
     pub attempts: i64,
     /// The AMC execution of the week's current attempt, if AMC holds one.
     pub amc_execution_id: Option<String>,
+    /// Result rows of the completed week.
     pub record_count: Option<i64>,
+    /// sha256 of the decompressed result: what an auditor compares.
     pub data_checksum: Option<String>,
     /// False while a change of the week waits in the outbox or quarantine.
     pub synced: bool,
@@ -36,23 +41,34 @@ pub struct WeekLine {
 /// One execution attempt as `chronicle executions` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExecutionLine {
+    /// The attempt's UUIDv7, minted at intent time.
     pub attempt_id: String,
+    /// The collection (schedule) it belongs to.
     pub schedule: String,
+    /// The week it ran for.
     pub week_start: String,
     /// The journal's state: intent, submitted, succeeded, failed, abandoned.
     pub state: String,
+    /// AMC's id, once AMC answered (or it was adopted).
     pub amc_execution_id: Option<String>,
+    /// AMC's last reported status word.
     pub amc_status: Option<String>,
+    /// Result rows, once succeeded.
     pub row_count: Option<i64>,
+    /// sha256 of the decompressed result, once succeeded.
     pub data_checksum: Option<String>,
+    /// What started it (backfill, the daemon, the demo).
     pub triggered_by: String,
+    /// When the intent was journaled.
     pub created_at: String,
+    /// When it ended, if it has.
     pub completed_at: Option<String>,
 }
 
 /// Which executions to list; `None` means any.
 #[derive(Debug, Clone, Default)]
 pub struct ExecutionFilter {
+    /// Only this schedule's attempts.
     pub schedule: Option<String>,
     /// Matches the journal state or AMC's status word, case-insensitively.
     pub status: Option<String>,
@@ -63,13 +79,19 @@ pub struct ExecutionFilter {
 /// One event exactly as stored: what the hash chain covers.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Event {
+    /// Position in the chain, from 1 without gaps.
     pub seq: i64,
+    /// When the change was journaled (RFC 3339 UTC, milliseconds).
     pub at: String,
+    /// What happened, e.g. `attempt.succeeded`.
     pub kind: String,
+    /// The row it is about (collection, week or attempt id, or `runner`).
     pub subject: String,
     /// The stored JSON text byte for byte (hashed as text, never re-encoded).
     pub payload: String,
+    /// The previous event's hash (64 zeros for event 1).
     pub prev_hash: String,
+    /// sha256 of the canonical form (ARCHITECTURE.md).
     pub hash: String,
 }
 
@@ -80,13 +102,16 @@ pub struct EventFilter {
     pub after_seq: i64,
     /// Only events at or after this RFC 3339 instant (or date prefix).
     pub since: Option<String>,
+    /// Only events of this kind.
     pub kind: Option<String>,
 }
 
 /// The last event: what Postgres is shown at each sync.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ChainHead {
+    /// The last event's number.
     pub seq: i64,
+    /// The last event's hash: commits to every event before it.
     pub hash: String,
 }
 
