@@ -16,7 +16,9 @@ use clap::{Parser, Subcommand};
 use crate::amc::client::{Client, http_client};
 use crate::backfill;
 use crate::drift;
-use crate::journal::{Journal, JournalError};
+use crate::export::{Format, What};
+use crate::inspection;
+use crate::journal::{EventFilter, ExecutionFilter, Journal, JournalError};
 use crate::reconciler;
 use crate::report;
 use crate::schedule::{self, ScheduleError};
@@ -113,6 +115,74 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// The weeks of one schedule: status, attempts, AMC execution, rows,
+    /// checksum, synced; `--grid` prints one character per week.
+    Weeks {
+        schedule: String,
+        #[arg(long)]
+        grid: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Execution attempts, newest first.
+    Executions {
+        #[arg(long)]
+        schedule: Option<String>,
+        /// The journal state (intent, submitted, succeeded, failed,
+        /// abandoned) or AMC's status word.
+        #[arg(long)]
+        status: Option<String>,
+        /// A date (YYYY-MM-DD) or RFC 3339 time.
+        #[arg(long, value_parser = inspection::parse_since)]
+        since: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The raw event log, oldest first (one JSON object a line with --json).
+    Events {
+        /// A date (YYYY-MM-DD) or RFC 3339 time.
+        #[arg(long, value_parser = inspection::parse_since)]
+        since: Option<String>,
+        /// Only events of this kind, e.g. attempt.succeeded.
+        #[arg(long)]
+        kind: Option<String>,
+        /// Keep printing new events until Ctrl-C.
+        #[arg(long)]
+        follow: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write weeks, executions or events as CSV/JSON/NDJSON, or an evidence
+    /// file (`--evidence FILE`) that `audit --evidence` verifies anywhere.
+    Export {
+        #[arg(long, value_enum)]
+        what: Option<What>,
+        #[arg(long, value_enum, default_value = "json")]
+        format: Format,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Write a self-contained evidence file (events, hash chain, head).
+        #[arg(long, conflicts_with_all = ["what", "out"])]
+        evidence: Option<PathBuf>,
+        #[arg(long)]
+        schedule: Option<String>,
+        /// Evidence from the first event at or after this date or time.
+        #[arg(long, value_parser = inspection::parse_since, requires = "evidence")]
+        since: Option<String>,
+    },
+    /// Verify the hash chain, the state tables against the event log and,
+    /// when configured, Postgres; or (`--evidence FILE`) an evidence file.
+    Audit {
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+        /// With --evidence: a chain head hash recorded elsewhere (Postgres's
+        /// chronicle_chain_heads) that one event of the file must carry.
+        #[arg(long, requires = "evidence")]
+        expect_head: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Serve the built-in AMC simulator, to point a config at.
     AmcSim {
         #[arg(long, default_value = "127.0.0.1:8765")]
@@ -190,22 +260,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Lineage { key, json } => {
-            let settings = settings(&cli)?;
-            let lineage = Journal::open(&settings.journal.path)?.lineage(key)?;
-            if lineage.weeks.is_empty() {
-                eprintln!(
-                    "nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)"
-                );
-                return Ok(ExitCode::from(1));
-            }
-            if *json {
-                println!("{}", serde_json::to_string_pretty(&lineage)?);
-            } else {
-                print!("{}", report::lineage(&lineage));
-            }
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Lineage { key, json } => inspection::lineage(&settings(&cli)?, key, *json),
         Command::Run => {
             let settings = settings(&cli)?;
             let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;
@@ -260,6 +315,70 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
             }
         }
+        Command::Weeks {
+            schedule,
+            grid,
+            json,
+        } => inspection::weeks(&settings(&cli)?, schedule, *grid, *json),
+        Command::Executions {
+            schedule,
+            status,
+            since,
+            json,
+        } => {
+            let filter = ExecutionFilter {
+                schedule: schedule.clone(),
+                status: status.clone(),
+                since: since.clone(),
+            };
+            inspection::executions(&settings(&cli)?, &filter, *json)
+        }
+        Command::Events {
+            since,
+            kind,
+            follow,
+            json,
+        } => {
+            let filter = EventFilter {
+                after_seq: 0,
+                since: since.clone(),
+                kind: kind.clone(),
+            };
+            inspection::events(&settings(&cli)?, filter, *follow, *json, shutdown_signal()).await
+        }
+        Command::Export {
+            what,
+            format,
+            out,
+            evidence,
+            schedule,
+            since,
+        } => match (what, evidence) {
+            (_, Some(file)) => inspection::export_evidence(
+                &settings(&cli)?,
+                file,
+                schedule.as_deref(),
+                since.as_deref(),
+            ),
+            (Some(what), None) => inspection::export(
+                &settings(&cli)?,
+                *what,
+                *format,
+                schedule.as_deref(),
+                out.as_deref(),
+            ),
+            (None, None) => Err(inspection::bad_export_arguments().into()),
+        },
+        Command::Audit {
+            evidence: Some(file),
+            expect_head,
+            json,
+        } => inspection::audit_evidence(file, expect_head.as_deref(), *json),
+        Command::Audit {
+            evidence: None,
+            json,
+            ..
+        } => inspection::audit(&settings(&cli)?, *json).await,
         Command::AmcSim {
             listen,
             execution_duration,

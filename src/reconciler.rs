@@ -63,6 +63,13 @@ pub async fn drain(
         report.batches += 1;
     }
     report.pending_after = journal.pending_count()?;
+    // Postgres keeps the chain head it was shown: a journal rewritten on
+    // the host later no longer matches it (`chronicle audit`).
+    if let Some(head) = journal.chain_head()? {
+        warehouse
+            .record_chain_head(&journal.journal_id()?, head.seq, &head.hash)
+            .await?;
+    }
     Ok(report)
 }
 

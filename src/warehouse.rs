@@ -147,6 +147,59 @@ impl Warehouse {
             .map_err(refused)
     }
 
+    /// Records the journal's chain head as Postgres sees it at this sync
+    /// (`chronicle_chain_heads`); the same head twice is one row.
+    pub async fn record_chain_head(
+        &self,
+        journal_id: &str,
+        seq: i64,
+        hash: &str,
+    ) -> Result<(), WarehouseError> {
+        self.client
+            .execute_typed(
+                "INSERT INTO chronicle_chain_heads (journal_id, seq, hash) VALUES ($1, $2, $3)
+                 ON CONFLICT (journal_id, seq) DO NOTHING",
+                &[
+                    (&journal_id, Type::TEXT),
+                    (&seq, Type::INT8),
+                    (&hash, Type::TEXT),
+                ],
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| WarehouseError::Refused(error_text(&e)))
+    }
+
+    /// Every chain head recorded for `journal_id`, oldest first, as
+    /// `(seq, hash)`, and whether heads of other journals exist.
+    pub async fn chain_heads(
+        &self,
+        journal_id: &str,
+    ) -> Result<(Vec<(i64, String)>, bool), WarehouseError> {
+        let read = |e: tokio_postgres::Error| WarehouseError::Refused(error_text(&e));
+        let heads = self
+            .client
+            .query_typed(
+                "SELECT seq, hash FROM chronicle_chain_heads WHERE journal_id = $1 ORDER BY seq",
+                &[(&journal_id, Type::TEXT)],
+            )
+            .await
+            .map_err(read)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let others: bool = self
+            .client
+            .query_typed(
+                "SELECT EXISTS (SELECT 1 FROM chronicle_chain_heads WHERE journal_id <> $1)",
+                &[(&journal_id, Type::TEXT)],
+            )
+            .await
+            .map_err(read)?[0]
+            .get(0);
+        Ok((heads, others))
+    }
+
     /// Every tracking row in Postgres, for `verify` to compare with the
     /// journal. Rows written by other tools may lack `journal_seq` (0 here).
     pub async fn all_rows(&self) -> Result<Batch, WarehouseError> {

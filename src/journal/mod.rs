@@ -7,6 +7,7 @@
 
 mod chain;
 mod firings;
+mod inspect;
 mod lock;
 mod read;
 mod write;
@@ -22,12 +23,15 @@ use uuid::Uuid;
 
 use crate::amc::{CreateExecution, Status};
 
-pub use chain::ChainBreak;
 pub use firings::{MetricsSnapshot, ScheduleRecord, SyncHealth};
+pub use chain::{ChainBreak, GENESIS, hash as event_hash};
+pub use inspect::{
+    ChainHead, Event, EventFilter, ExecutionFilter, ExecutionLine, StateRow, StateTables, WeekLine,
+};
 pub use lock::RunnerLock;
 pub use read::{
     AttemptView, CollectionSummary, Lineage, OutboxEntry, Pending, Quarantined, RunnerStart,
-    StatusReport, WeekView,
+    StatusReport, SyncedValues, WeekView,
 };
 pub use write::{CancelTarget, Plan};
 

@@ -105,12 +105,41 @@ pub struct AttemptView {
     pub created_at: String,
     pub submitted_at: Option<String>,
     pub completed_at: Option<String>,
+    /// The schedule file's sha256 when this attempt was made (schedules
+    /// change; the collection keeps only the latest hash).
+    pub schedule_hash_at_intent: Option<String>,
+    /// What Postgres holds of this execution; `None` when it holds nothing
+    /// (AMC never held the attempt, or its first change still waits).
+    pub postgres: Option<SyncedValues>,
+}
+
+/// What Postgres holds of a row, as far as the journal knows: the reconciler
+/// sends a row's current state and its outbox entries leave only once
+/// Postgres committed, so a row with nothing waiting is held as it is now.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncedValues {
+    /// The first change Postgres has not acknowledged (in the outbox or in
+    /// quarantine); `None` when Postgres holds the current state.
+    pub waiting_since_seq: Option<i64>,
+    /// True when the values are exactly what Postgres holds; false when a
+    /// change waits, so Postgres holds these or a later state.
+    pub exact: bool,
+    /// The `journal_seq` of the state shown (filled in with `values`).
+    pub journal_seq: Option<i64>,
+    /// The tracking values of that state, replayed from the events
+    /// (filled in by `inspection::lineage`).
+    pub values: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, Serialize)]
 pub struct WeekView {
     pub id: Uuid,
     pub collection: String,
+    /// The collection's UUIDv5 and what it runs: the chain's top link.
+    pub collection_id: String,
+    pub workflow_id: String,
+    pub instance_id: String,
+    pub collection_start: String,
     pub schedule_file: String,
     pub schedule_hash: String,
     pub week_start: NaiveDate,
@@ -120,9 +149,12 @@ pub struct WeekView {
     pub error_message: Option<String>,
     /// False while a change of this week waits in the outbox.
     pub synced: bool,
+    /// What Postgres holds of this week; `None` when it holds nothing yet.
+    pub postgres: Option<SyncedValues>,
     pub attempts: Vec<AttemptView>,
-    /// `(seq, at, kind, subject)` of every event about the week or its attempts.
-    pub events: Vec<(i64, String, String, String)>,
+    /// `(seq, at, kind, subject, payload)` of every event about the week or
+    /// its attempts.
+    pub events: Vec<(i64, String, String, String, String)>,
 }
 
 /// Every week an id or date leads to (a date may match one week per schedule).
@@ -659,11 +691,27 @@ fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Resul
     )
 }
 
+fn synced(
+    connection: &Connection,
+    entity: &str,
+    id: &str,
+) -> rusqlite::Result<Option<SyncedValues>> {
+    let waiting = super::inspect::waiting_since(connection, entity, id)?;
+    Ok(Some(SyncedValues {
+        waiting_since_seq: waiting,
+        exact: waiting.is_none(),
+        journal_seq: None,
+        values: None,
+    }))
+}
+
 fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
     let mut view = connection.query_row(
         "SELECT w.id, c.name, c.schedule_file, c.schedule_hash, w.week_start, w.status,
             w.record_count, w.data_checksum, w.error_message,
             NOT EXISTS (SELECT 1 FROM outbox o WHERE o.entity = 'week' AND o.entity_id = w.id)
+            AND NOT EXISTS (SELECT 1 FROM quarantine q WHERE q.entity = 'week' AND q.entity_id = w.id),
+            c.id, c.workflow_id, c.instance_id, c.start_date
          FROM weeks w JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
         [id],
         |row| {
@@ -678,6 +726,11 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
                 data_checksum: row.get(7)?,
                 error_message: row.get(8)?,
                 synced: row.get(9)?,
+                collection_id: row.get(10)?,
+                workflow_id: row.get(11)?,
+                instance_id: row.get(12)?,
+                collection_start: row.get(13)?,
+                postgres: None,
                 attempts: Vec::new(),
                 events: Vec::new(),
             })
@@ -705,17 +758,40 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
                 created_at: row.get(9)?,
                 submitted_at: row.get(10)?,
                 completed_at: row.get(11)?,
+                schedule_hash_at_intent: None,
+                postgres: None,
             })
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
+    view.postgres = synced(connection, "week", id)?;
+    let mut hash_at = connection.prepare(
+        "SELECT json_extract(payload, '$.schedule_hash') FROM events
+         WHERE subject = ?1 AND kind IN ('collection.created', 'collection.updated')
+           AND seq <= (SELECT min(seq) FROM events WHERE subject = ?2)
+         ORDER BY seq DESC LIMIT 1",
+    )?;
+    for attempt in &mut view.attempts {
+        let attempt_id = attempt.id.to_string();
+        attempt.postgres = synced(connection, "execution", &attempt_id)?;
+        attempt.schedule_hash_at_intent = hash_at
+            .query_row(params![view.collection_id, attempt_id], |row| row.get(0))
+            .optional()?
+            .flatten();
+    }
     let mut events = connection.prepare(
-        "SELECT seq, at, kind, subject FROM events
+        "SELECT seq, at, kind, subject, payload FROM events
          WHERE subject = ?1 OR subject IN (SELECT id FROM attempts WHERE week_id = ?1)
          ORDER BY seq",
     )?;
     view.events = events
         .query_map(params![id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+            ))
         })?
         .collect::<rusqlite::Result<Vec<_>>>()?;
     Ok(view)

@@ -136,6 +136,8 @@ impl Journal {
                             "start_date": configured,
                             "schedule_file": schedule.file.display().to_string(),
                             "schedule_hash": schedule.content_hash,
+                            "workflow_id": schedule.workflow_id,
+                            "instance_id": schedule.instance_id,
                         }),
                     )?;
                     c.tx.execute(
@@ -170,6 +172,9 @@ impl Journal {
                                 "start_date": start,
                                 "previous_start_date": stored_start,
                                 "schedule_hash": schedule.content_hash,
+                                "workflow_id": schedule.workflow_id,
+                                "instance_id": schedule.instance_id,
+                                "schedule_file": schedule.file.display().to_string(),
                             }),
                         )?;
                         c.tx.execute(

@@ -518,6 +518,10 @@ async fn cancel_stops_the_execution_in_amc_and_puts_the_week_back_unless_told_to
     let output = app.chronicle(&["cancel", &first]).await;
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no open attempt matches"));
+
+    // The event log explains both cancels: replaying it gives the state tables.
+    let output = app.chronicle(&["audit"]).await;
+    assert_eq!(output.status.code(), Some(0), "{}", text(&output));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,6 +3,7 @@
 
 mod amc;
 mod amc_client;
+mod audit;
 mod backfill;
 mod bad_input;
 mod crash;

@@ -1,0 +1,191 @@
+//! `chronicle audit`: proves the journal from its own record. Three checks:
+//! the hash chain (the first broken event), the state tables against the
+//! state the event log implies (replayed here), and, when Postgres is
+//! configured, the drift comparison of `verify` plus the chain heads
+//! Postgres recorded at each sync.
+//!
+//! Owns the findings; the replay rules are `replay`'s. Reading is the journal's and the
+//! warehouse's; the row comparison with Postgres is `drift`'s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use crate::journal::{ChainHead, Event, EventFilter, Journal, JournalError, StateTables};
+use crate::replay::{Replay, STATE_KINDS};
+
+/// One thing the audit could not reconcile.
+#[derive(Debug, Clone, Serialize)]
+pub struct Finding {
+    /// `chain`, `state`, `postgres` or `chain head`.
+    pub check: &'static str,
+    /// The event, row or head at fault.
+    pub subject: String,
+    /// What is wrong, in words an auditor can act on.
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct AuditReport {
+    /// The journal audited (its chain-head key in Postgres).
+    pub journal_id: String,
+    /// The last event when the audit ran.
+    pub head: Option<ChainHead>,
+    /// Events walked by the replay.
+    pub events: i64,
+    /// Everything that did not reconcile; empty means the audit passed.
+    pub findings: Vec<Finding>,
+    /// What could not be checked and why (old journals, unknown kinds, no
+    /// Postgres): never findings, but an auditor must know.
+    pub notes: Vec<String>,
+}
+
+impl AuditReport {
+    pub fn clean(&self) -> bool {
+        self.findings.is_empty()
+    }
+}
+
+/// Checks the chain and replays the log against the state tables;
+/// `progress` counts the events replayed.
+pub fn journal(
+    journal: &Journal,
+    progress: &indicatif::ProgressBar,
+) -> Result<AuditReport, JournalError> {
+    let mut report = AuditReport {
+        journal_id: journal.journal_id()?,
+        head: journal.chain_head()?,
+        ..AuditReport::default()
+    };
+    progress.set_length(report.head.as_ref().map_or(0, |h| h.seq.max(0) as u64));
+    if let Some(broken) = journal.verify_chain()? {
+        report.findings.push(Finding {
+            check: "chain",
+            subject: format!("event {}", broken.seq),
+            detail: broken.why,
+        });
+    }
+    let mut replay = Replay::default();
+    let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
+    report.events = journal.each_event(&EventFilter::default(), |event: Event| {
+        progress.inc(1);
+        if STATE_KINDS.contains(&event.kind.as_str()) {
+            replay.apply(event.seq, &event.kind, &event.subject, &event.payload);
+        } else if event.kind != "runner.started" {
+            *unknown.entry(event.kind).or_default() += 1;
+        }
+        Ok::<(), JournalError>(())
+    })?;
+    for (kind, count) in unknown {
+        report.notes.push(format!(
+            "{count} `{kind}` events change no state table the replay checks"
+        ));
+    }
+    for problem in &replay.problems {
+        report.findings.push(Finding {
+            check: "state",
+            subject: problem.0.clone(),
+            detail: problem.1.clone(),
+        });
+    }
+    if replay.collections_without_ids > 0 {
+        report.notes.push(format!(
+            "{} collection events were written by an older chronicle without workflow_id and instance_id: those columns (and schedule_file, after an update) are not checked for their collections",
+            replay.collections_without_ids
+        ));
+    }
+    compare_state(&replay.state, &journal.state_tables()?, &mut report);
+    Ok(report)
+}
+
+/// Adds the findings of comparing the chain heads Postgres recorded for
+/// this journal (`heads`) with the journal's events. `others` says whether
+/// Postgres holds heads of other journals.
+pub fn chain_heads(
+    journal: &Journal,
+    heads: &[ChainHead],
+    others: bool,
+    report: &mut AuditReport,
+) -> Result<(), JournalError> {
+    if heads.is_empty() {
+        if others {
+            report.findings.push(Finding {
+                check: "chain head",
+                subject: format!("journal {}", report.journal_id),
+                detail: "Postgres holds chain heads of other journals but none of this one: was the journal replaced?".into(),
+            });
+        } else {
+            report.notes.push(
+                "Postgres holds no chain head yet (no sync since chain heads were introduced)"
+                    .into(),
+            );
+        }
+        return Ok(());
+    }
+    for head in heads {
+        match journal.event_hash(head.seq)? {
+            None => report.findings.push(Finding {
+                check: "chain head",
+                subject: format!("event {}", head.seq),
+                detail: format!(
+                    "Postgres saw the chain reach event {} ({}); the journal no longer holds it",
+                    head.seq, head.hash
+                ),
+            }),
+            Some(hash) if hash != head.hash => report.findings.push(Finding {
+                check: "chain head",
+                subject: format!("event {}", head.seq),
+                detail: format!(
+                    "Postgres recorded hash {} for event {}; the journal now has {hash}: the chain was rewritten",
+                    head.hash, head.seq
+                ),
+            }),
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// Names every row that is in one place and not the other, and every
+/// column whose table value differs from the replayed one. Columns the log
+/// does not carry for a row (old journals) are not compared.
+fn compare_state(replayed: &StateTables, tables: &StateTables, report: &mut AuditReport) {
+    let keys: BTreeSet<_> = replayed.keys().chain(tables.keys()).collect();
+    for key in keys {
+        let subject = format!("{} {}", key.0, key.1);
+        match (replayed.get(key), tables.get(key)) {
+            (Some(_), None) => report.findings.push(Finding {
+                check: "state",
+                subject,
+                detail: "the event log creates this row; the state tables do not hold it".into(),
+            }),
+            (None, Some(_)) => report.findings.push(Finding {
+                check: "state",
+                subject,
+                detail: "the state tables hold this row; no event created it".into(),
+            }),
+            (Some(expected), Some(actual)) => {
+                let differing: Vec<String> = expected
+                    .iter()
+                    .filter(|(column, value)| {
+                        actual.get(*column).is_some_and(|stored| stored != *value)
+                    })
+                    .map(|(column, value)| {
+                        format!(
+                            "{column}: the log says {value}, the table holds {}",
+                            actual[column]
+                        )
+                    })
+                    .collect();
+                if !differing.is_empty() {
+                    report.findings.push(Finding {
+                        check: "state",
+                        subject,
+                        detail: differing.join("; "),
+                    });
+                }
+            }
+            (None, None) => {}
+        }
+    }
+}
