@@ -275,6 +275,16 @@ async fn the_daemon_journals_its_decisions_stops_on_sigterm_and_the_next_start_r
         "SELECT count(*) FROM attempts WHERE triggered_by NOT IN ('schedule')",
     );
     assert_eq!(triggers, 0, "the resumed attempts keep their first trigger");
+
+    // The scheduler's own events sit in the same chain; the audit of the
+    // whole journal against the log and Postgres is clean.
+    let audit = app.chronicle(&["audit"]).await;
+    assert_eq!(
+        audit.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&audit.stdout)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
