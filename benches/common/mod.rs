@@ -55,6 +55,54 @@ pub struct ChildRun {
     pub stdout: Vec<u8>,
 }
 
+/// Linux hands a child the parent's peak RSS (its `ru_maxrss` starts at the
+/// high-water mark of the memory it was forked from), so a bench that built
+/// a large journal would see its own peak in every child. The bench
+/// therefore re-executes itself as a small launcher (`--measure-child`),
+/// whose fresh memory is what the measured child is forked from, and reads
+/// the launcher's report. Call this first thing in `main`.
+pub fn serve_as_launcher() -> Result<bool> {
+    let args: Vec<String> = std::env::args().collect();
+    let Some(at) = args.iter().position(|a| a == "--measure-child") else {
+        return Ok(false);
+    };
+    let run = run_child(Path::new(&args[at + 1]), &args[at + 2..])?;
+    println!(
+        "{} {} {} {}",
+        run.wall.as_nanos(),
+        run.cpu.as_nanos(),
+        run.peak_rss_bytes,
+        run.stdout.len()
+    );
+    Ok(true)
+}
+
+/// `run_child` through a fresh launcher process (see `serve_as_launcher`),
+/// so the peak memory reported is the command's own. `stdout` is left empty;
+/// only its length is known (`stdout_bytes`).
+pub fn run_child_measured(program: &Path, args: &[String]) -> Result<(ChildRun, usize)> {
+    let mut launcher_args = vec!["--bench".to_owned(), "--measure-child".to_owned()];
+    launcher_args.push(program.display().to_string());
+    launcher_args.extend(args.iter().cloned());
+    let launcher = run_child(&std::env::current_exe()?, &launcher_args)?;
+    let text = String::from_utf8(launcher.stdout)?;
+    let fields: Vec<u128> = text
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("launcher said `{text}`"))?;
+    ensure!(fields.len() == 4, "launcher said `{text}`");
+    Ok((
+        ChildRun {
+            wall: Duration::from_nanos(fields[0] as u64),
+            cpu: Duration::from_nanos(fields[1] as u64),
+            peak_rss_bytes: fields[2] as u64,
+            stdout: Vec::new(),
+        },
+        fields[3] as usize,
+    ))
+}
+
 /// Runs `program args` to its end and measures it. A non-zero exit fails
 /// the bench: a figure only counts if the command did its job.
 pub fn run_child(program: &Path, args: &[String]) -> Result<ChildRun> {

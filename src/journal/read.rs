@@ -174,14 +174,16 @@ const OPEN_ATTEMPT_COLUMNS: &str =
 
 impl Journal {
     /// Weeks of a collection that are not completed, oldest first, each with
-    /// the attempt an earlier process left unfinished, if any.
+    /// the attempt an earlier process left unfinished, if any. The statuses
+    /// are named (not `!= 'completed'`) so the index on (collection_id,
+    /// status) reads only these weeks, not the collection's whole history.
     pub fn work(&self, collection_id: Uuid) -> Result<Vec<WorkItem>> {
         let connection = self.lock();
         let query = format!(
             "SELECT w.id, w.week_start, {OPEN_ATTEMPT_COLUMNS}
              FROM weeks w
              LEFT JOIN attempts a ON a.id = w.attempt_id AND a.state IN ('intent', 'submitted')
-             WHERE w.collection_id = ?1 AND w.status != 'completed'
+             WHERE w.collection_id = ?1 AND w.status IN ('pending', 'running', 'failed')
              ORDER BY w.week_start"
         );
         let mut statement = connection.prepare(&query).map_err(|e| self.sqlite(e))?;

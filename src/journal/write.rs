@@ -72,6 +72,32 @@ impl Change<'_> {
         Ok(())
     }
 
+    /// `(first, last)` when the collection's recorded weeks are exactly every
+    /// seventh day from `first` through `last`, as planning leaves them (it
+    /// adds every due week from the start on, and the start only moves
+    /// earlier): planning then looks up only weeks outside that run, so a
+    /// firing costs the same after 20 years as after one week (BENCHMARKS.md,
+    /// scale). `None` (say, after `week_start` changed) means check each week.
+    fn recorded_run(&self, collection_id: Uuid) -> rusqlite::Result<Option<(NaiveDate, NaiveDate)>> {
+        let (first, last, count): (Option<String>, Option<String>, i64) = self
+            .tx
+            .prepare_cached(
+                "SELECT min(week_start), max(week_start), count(*) FROM weeks
+                 WHERE collection_id = ?1",
+            )?
+            .query_row([collection_id.to_string()], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        let (Some(first), Some(last)) = (
+            first.as_deref().and_then(parse_date),
+            last.as_deref().and_then(parse_date),
+        ) else {
+            return Ok(None);
+        };
+        let span = (last - first).num_days();
+        Ok((span % 7 == 0 && span / 7 + 1 == count).then_some((first, last)))
+    }
+
     /// A week's outcome changes its collection's counts and status.
     fn touch_collection_of_week(&self, week_id: Uuid, seq: i64) -> rusqlite::Result<()> {
         let collection: String = self
@@ -188,13 +214,20 @@ impl Journal {
                 }
             };
             let mut added = 0;
+            let recorded = c.recorded_run(collection_id)?;
             for week_start in week::due_weeks(start, latest) {
+                if recorded.is_some_and(|(first, last)| {
+                    first <= week_start
+                        && week_start <= last
+                        && (week_start - first).num_days() % 7 == 0
+                }) {
+                    continue;
+                }
                 let week_id = identity::week_id(collection_id, week_start);
-                let exists: bool = c.tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM weeks WHERE id = ?1)",
-                    [week_id.to_string()],
-                    |row| row.get(0),
-                )?;
+                let exists: bool = c
+                    .tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM weeks WHERE id = ?1)")?
+                    .query_row([week_id.to_string()], |row| row.get(0))?;
                 if exists {
                     continue;
                 }
