@@ -141,7 +141,10 @@ fn main() -> Result<()> {
             let started = Instant::now();
             let planned = journal.plan(schedule, today)?;
             plan[slot] = plan[slot].min(started.elapsed());
-            ensure!(planned.weeks_added == 0, "the generated journal was not up to date");
+            ensure!(
+                planned.weeks_added == 0,
+                "the generated journal was not up to date"
+            );
             ensure!(
                 planned.work.len() == 1 && planned.work[0].open_attempt.is_some(),
                 "planning found {} weeks needing work, expected the one left open",
@@ -151,10 +154,17 @@ fn main() -> Result<()> {
             let started = Instant::now();
             let found = recover(journal)?;
             recovery[slot] = recovery[slot].min(started.elapsed());
-            ensure!(found == OPEN_SCHEDULES, "recovery found {found} open attempts");
+            ensure!(
+                found == OPEN_SCHEDULES,
+                "recovery found {found} open attempts"
+            );
         }
     }
-    report("planning one firing (Journal::plan, one schedule)", plan[0], plan[1]);
+    report(
+        "planning one firing (Journal::plan, one schedule)",
+        plan[0],
+        plan[1],
+    );
     report(
         "start-up recovery (record_runner_start + Journal::work for 100 schedules)",
         recovery[0],
@@ -181,7 +191,10 @@ fn recover(journal: &Journal) -> Result<usize> {
             .filter(|w| w.open_attempt.is_some())
             .count();
     }
-    ensure!(counted as usize == found, "counted {counted}, found {found}");
+    ensure!(
+        counted as usize == found,
+        "counted {counted}, found {found}"
+    );
     Ok(found)
 }
 
@@ -239,8 +252,9 @@ impl Chain<'_> {
             self.seq, self.prev
         );
         let hash = hex::encode(Sha256::digest(canonical.as_bytes()));
-        self.insert
-            .execute(params![self.seq, at, kind, subject, payload, self.prev, hash])?;
+        self.insert.execute(params![
+            self.seq, at, kind, subject, payload, self.prev, hash
+        ])?;
         self.prev = hash;
         Ok(self.seq)
     }
@@ -496,7 +510,10 @@ region = "eu"
     drop(connection);
     let started = Instant::now();
     let journal = Journal::open(&path)?;
-    ensure!(journal.verify_chain()?.is_none(), "the generated chain breaks");
+    ensure!(
+        journal.verify_chain()?.is_none(),
+        "the generated chain breaks"
+    );
     ensure!(journal.pending_count()? == 0, "the outbox is not empty");
     let verify = started.elapsed();
     drop(journal);

@@ -175,13 +175,14 @@ const OPEN_ATTEMPT_COLUMNS: &str =
 impl Journal {
     /// Weeks of a collection that are not completed, oldest first, each with
     /// the attempt an earlier process left unfinished, if any. The statuses
-    /// are named (not `!= 'completed'`) so the index on (collection_id,
-    /// status) reads only these weeks, not the collection's whole history.
+    /// are named and the (collection_id, status) index is required, so only
+    /// these weeks are read: left to itself SQLite walks the collection's
+    /// whole history in week order to save a sort (BENCHMARKS.md, scale).
     pub fn work(&self, collection_id: Uuid) -> Result<Vec<WorkItem>> {
         let connection = self.lock();
         let query = format!(
             "SELECT w.id, w.week_start, {OPEN_ATTEMPT_COLUMNS}
-             FROM weeks w
+             FROM weeks w INDEXED BY weeks_by_status_rows
              LEFT JOIN attempts a ON a.id = w.attempt_id AND a.state IN ('intent', 'submitted')
              WHERE w.collection_id = ?1 AND w.status IN ('pending', 'running', 'failed')
              ORDER BY w.week_start"

@@ -78,7 +78,10 @@ impl Change<'_> {
     /// earlier): planning then looks up only weeks outside that run, so a
     /// firing costs the same after 20 years as after one week (BENCHMARKS.md,
     /// scale). `None` (say, after `week_start` changed) means check each week.
-    fn recorded_run(&self, collection_id: Uuid) -> rusqlite::Result<Option<(NaiveDate, NaiveDate)>> {
+    fn recorded_run(
+        &self,
+        collection_id: Uuid,
+    ) -> rusqlite::Result<Option<(NaiveDate, NaiveDate)>> {
         let (first, last, count): (Option<String>, Option<String>, i64) = self
             .tx
             .prepare_cached(
