@@ -336,8 +336,8 @@ impl Journal {
                 "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date,
                     (SELECT count(*) FROM attempts a JOIN weeks w ON w.id = a.week_id
                       WHERE w.collection_id = c.id AND a.state IN ('intent', 'submitted')),
-                    (SELECT coalesce(sum(record_count), 0) FROM weeks w
-                      WHERE w.collection_id = c.id AND w.status = 'completed')
+                    (SELECT coalesce(sum(records), 0) FROM week_totals t
+                      WHERE t.collection_id = c.id AND t.status = 'completed')
                  FROM collections c ORDER BY c.name",
             )
             .map_err(sqlite)?;
@@ -359,8 +359,10 @@ impl Journal {
             .map_err(sqlite)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sqlite)?;
+        // Totals kept by V7's triggers: reading them costs the same after 20
+        // years as after one week (BENCHMARKS.md, scale).
         let mut counts = connection
-            .prepare("SELECT status, count(*) FROM weeks WHERE collection_id = ?1 GROUP BY status")
+            .prepare("SELECT status, weeks FROM week_totals WHERE collection_id = ?1")
             .map_err(sqlite)?;
         for (id, summary) in &mut collections {
             for status in ["pending", "running", "completed", "failed"] {
@@ -391,7 +393,7 @@ impl Journal {
             .map_err(sqlite)?;
         let executions = connection
             .query_row(
-                "SELECT count(*) FROM attempts WHERE amc_execution_id IS NOT NULL",
+                "SELECT executions FROM journal_totals WHERE id = 1",
                 [],
                 |row| row.get(0),
             )

@@ -1,5 +1,6 @@
-//! Planning reads only the weeks outside the run it already recorded
-//! (BENCHMARKS.md, scale); these check it still adds exactly the weeks due.
+//! Costs that must not grow with history (BENCHMARKS.md, scale): planning
+//! reads only the weeks outside the run it already recorded, and `status`
+//! reads totals kept by triggers. These check both still tell the truth.
 
 use chronicle::journal::Journal;
 use chronicle::schedule::Schedule;
@@ -80,4 +81,54 @@ fn planning_after_week_start_changed_adds_every_week_of_the_new_alignment() {
         .collect();
     assert_eq!(added.len(), 6, "{:?}", sundays.work);
     assert_eq!(sundays.work.len(), 10);
+}
+
+/// `status` reads totals kept by triggers (V7) instead of counting the
+/// history; after a backfill with failures and retries they must equal a
+/// count of the journal's rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_totals_equal_a_count_of_the_journal_after_failures_and_retries() {
+    let app = crate::helpers::spawn_app(
+        chronicle::simulator::SimConfig {
+            failure_rate: 0.4,
+            ..crate::helpers::quick_sim()
+        },
+        &crate::helpers::schedule(12, 1),
+    )
+    .await;
+    let backfill = app.chronicle(&["backfill", "weekly"]).await;
+    assert!(
+        matches!(backfill.status.code(), Some(0 | 1)),
+        "{}",
+        crate::helpers::text(&backfill)
+    );
+    let status = app.chronicle(&["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+
+    let db = rusqlite::Connection::open(app.journal_path()).unwrap();
+    let count = |sql: &str| -> i64 { db.query_row(sql, [], |row| row.get(0)).unwrap() };
+    let collection = &status["collections"][0];
+    for state in ["pending", "running", "completed", "failed"] {
+        assert_eq!(
+            collection["weeks_by_status"][state].as_i64().unwrap(),
+            count(&format!(
+                "SELECT count(*) FROM weeks WHERE status = '{state}'"
+            )),
+            "weeks {state}"
+        );
+    }
+    let failed_weeks = count("SELECT count(*) FROM weeks WHERE status = 'failed'");
+    let failed_attempts = count("SELECT count(*) FROM attempts WHERE state = 'failed'");
+    assert!(
+        failed_attempts > 0,
+        "the simulator failed no execution: the test proves nothing ({failed_weeks} weeks failed)"
+    );
+    assert_eq!(
+        collection["rows_collected"].as_i64().unwrap(),
+        count("SELECT coalesce(sum(record_count), 0) FROM weeks WHERE status = 'completed'")
+    );
+    assert_eq!(
+        status["executions"].as_i64().unwrap(),
+        count("SELECT count(*) FROM attempts WHERE amc_execution_id IS NOT NULL")
+    );
 }
