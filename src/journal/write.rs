@@ -77,7 +77,9 @@ impl Change<'_> {
     /// adds every due week from the start on, and the start only moves
     /// earlier): planning then looks up only weeks outside that run, so a
     /// firing costs the same after 20 years as after one week (BENCHMARKS.md,
-    /// scale). `None` (say, after `week_start` changed) means check each week.
+    /// scale): the ends come from the index, the count from the totals V7's
+    /// triggers keep. `None` (say, after `week_start` changed) means check
+    /// each week.
     fn recorded_run(
         &self,
         collection_id: Uuid,
@@ -85,8 +87,11 @@ impl Change<'_> {
         let (first, last, count): (Option<String>, Option<String>, i64) = self
             .tx
             .prepare_cached(
-                "SELECT min(week_start), max(week_start), count(*) FROM weeks
-                 WHERE collection_id = ?1",
+                // One min() or max() per query: SQLite reads only the end
+                // of the index for it, but scans the range for both at once.
+                "SELECT (SELECT min(week_start) FROM weeks WHERE collection_id = ?1),
+                     (SELECT max(week_start) FROM weeks WHERE collection_id = ?1),
+                     (SELECT coalesce(sum(weeks), 0) FROM week_totals WHERE collection_id = ?1)",
             )?
             .query_row([collection_id.to_string()], |row| {
                 Ok((row.get(0)?, row.get(1)?, row.get(2)?))
