@@ -1,4 +1,5 @@
--- Indexes the scale benchmark (BENCHMARKS.md, scale) showed were missing.
+-- Indexes and running totals the scale benchmark (BENCHMARKS.md, scale)
+-- showed were missing: 20 years of history must cost what one week does.
 --
 -- `status` sums record_count and counts weeks by status per collection: with
 -- record_count in the index both are read from the index alone instead of
