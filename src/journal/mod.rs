@@ -146,6 +146,11 @@ impl Journal {
                  PRAGMA busy_timeout = 10000;",
             )
             .map_err(sqlite)?;
+        // Every write runs its statements from the cache (BENCHMARKS.md,
+        // journal); rusqlite's default of 16 is fewer than the write path
+        // and the reconciler's reads use, and an evicted one is compiled
+        // again on its next use.
+        connection.set_prepared_statement_cache_capacity(64);
         embedded::migrations::runner()
             .run(&mut connection)
             .map_err(|e| JournalError::Migration {

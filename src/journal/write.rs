@@ -64,11 +64,10 @@ impl Change<'_> {
     }
 
     fn mark(&self, entity: Entity, id: Uuid, seq: i64) -> rusqlite::Result<()> {
-        self.tx
-            .prepare_cached(
-                "INSERT INTO outbox (entity, entity_id, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
-            )?
-            .execute(params![entity.as_str(), id.to_string(), seq, self.at])?;
+        self.execute(
+            "INSERT INTO outbox (entity, entity_id, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
+            params![entity.as_str(), id.to_string(), seq, self.at],
+        )?;
         Ok(())
     }
 
