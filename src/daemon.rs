@@ -353,14 +353,16 @@ pub async fn run<A: Api + Clone + 'static>(
         ))
     });
     let mut daemon = Daemon {
-        runner: Arc::new(Runner::new(
-            api,
-            journal.clone(),
-            crate::amc::client::http_client(),
-            settings.amc.poll_interval,
-            Limits::new(settings.amc.max_concurrent_executions),
-        )
-        .with_settings(&settings.amc)),
+        runner: Arc::new(
+            Runner::new(
+                api,
+                journal.clone(),
+                crate::amc::client::http_client(),
+                settings.amc.poll_interval,
+                Limits::new(settings.amc.max_concurrent_executions),
+            )
+            .with_settings(&settings.amc),
+        ),
         journal: journal.clone(),
         decider: Decider::default(),
         runs: JoinSet::new(),

@@ -19,8 +19,8 @@ use super::{
     Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
     Status,
 };
-use crate::settings::AmcSettings;
 use crate::metrics;
+use crate::settings::AmcSettings;
 
 /// Builds the HTTP client every outbound call shares: rustls with the
 /// platform's roots, bounded waits so no call can hang an attempt. There is

@@ -39,12 +39,11 @@ pub fn append(
     subject: &str,
     payload: &serde_json::Value,
 ) -> rusqlite::Result<i64> {
+    // Cached statements: every journal write appends an event, and compiling
+    // the SQL each time cost more than the commit's own work.
     let last: Option<(i64, String)> = tx
-        .query_row(
-            "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1",
-            [],
-            |row| Ok((row.get(0)?, row.get(1)?)),
-        )
+        .prepare_cached("SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1")?
+        .query_row([], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()?;
     let (seq, prev_hash) = match last {
         Some((seq, hash)) => (seq + 1, hash),
@@ -52,11 +51,11 @@ pub fn append(
     };
     let payload = payload.to_string();
     let hash = hash(seq, at, kind, subject, &payload, &prev_hash);
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO events (seq, at, kind, subject, payload, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-        params![seq, at, kind, subject, payload, prev_hash, hash],
-    )?;
+    )?
+    .execute(params![seq, at, kind, subject, payload, prev_hash, hash])?;
     Ok(seq)
 }
 

@@ -241,15 +241,11 @@ impl Journal {
         mut each: impl FnMut(Event) -> std::result::Result<(), E>,
     ) -> std::result::Result<i64, E> {
         let connection = self.lock();
-        // Two texts so the planner sees a plain `kind = ?`: with a kind the
-        // walk follows `events_by_kind` instead of reading every event.
-        let sql = if filter.kind.is_some() {
-            "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events
-             WHERE kind = ?3 AND seq > ?1 AND (?2 IS NULL OR at >= ?2) ORDER BY seq"
-        } else {
-            "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events
-             WHERE seq > ?1 AND (?2 IS NULL OR at >= ?2) AND ?3 IS NULL ORDER BY seq"
-        };
+        // A walk of the log in seq order, filtering as it streams: no index
+        // by kind, whose page every commit would pay for (V7).
+        let sql = "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events
+             WHERE seq > ?1 AND (?2 IS NULL OR at >= ?2) AND (?3 IS NULL OR kind = ?3)
+             ORDER BY seq";
         let mut statement = connection
             .prepare(sql)
             .map_err(|e| E::from(self.sqlite(e)))?;

@@ -23,8 +23,8 @@ use uuid::Uuid;
 
 use crate::amc::{CreateExecution, Status};
 
-pub use firings::{MetricsSnapshot, ScheduleRecord, SyncHealth};
 pub use chain::{ChainBreak, GENESIS, hash as event_hash};
+pub use firings::{MetricsSnapshot, ScheduleRecord, SyncHealth};
 pub use inspect::{
     ChainHead, Event, EventFilter, ExecutionFilter, ExecutionLine, StateRow, StateTables, WeekLine,
 };
@@ -152,6 +152,11 @@ impl Journal {
                  PRAGMA busy_timeout = 10000;",
             )
             .map_err(sqlite)?;
+        // Every write runs its statements from the cache (BENCHMARKS.md,
+        // journal); rusqlite's default of 16 is fewer than the write path
+        // and the reconciler's reads use, and an evicted one is compiled
+        // again on its next use.
+        connection.set_prepared_statement_cache_capacity(64);
         embedded::migrations::runner()
             .run(&mut connection)
             .map_err(|e| JournalError::Migration {

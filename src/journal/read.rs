@@ -206,14 +206,17 @@ pub(super) const OPEN_ATTEMPT_COLUMNS: &str =
 
 impl Journal {
     /// Weeks of a collection that are not completed, oldest first, each with
-    /// the attempt an earlier process left unfinished, if any.
+    /// the attempt an earlier process left unfinished, if any. The statuses
+    /// are named and the (collection_id, status) index is required, so only
+    /// these weeks are read: left to itself SQLite walks the collection's
+    /// whole history in week order to save a sort (BENCHMARKS.md, scale).
     pub fn work(&self, collection_id: Uuid) -> Result<Vec<WorkItem>> {
         let connection = self.lock();
         let query = format!(
             "SELECT w.id, w.week_start, {OPEN_ATTEMPT_COLUMNS}
-             FROM weeks w
+             FROM weeks w INDEXED BY weeks_by_status_rows
              LEFT JOIN attempts a ON a.id = w.attempt_id AND a.state IN ('intent', 'submitted')
-             WHERE w.collection_id = ?1 AND w.status != 'completed'
+             WHERE w.collection_id = ?1 AND w.status IN ('pending', 'running', 'failed')
              ORDER BY w.week_start"
         );
         let mut statement = connection.prepare(&query).map_err(|e| self.sqlite(e))?;
@@ -365,8 +368,8 @@ impl Journal {
                 "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date,
                     (SELECT count(*) FROM attempts a JOIN weeks w ON w.id = a.week_id
                       WHERE w.collection_id = c.id AND a.state IN ('intent', 'submitted')),
-                    (SELECT coalesce(sum(record_count), 0) FROM weeks w
-                      WHERE w.collection_id = c.id AND w.status = 'completed')
+                    (SELECT coalesce(sum(records), 0) FROM week_totals t
+                      WHERE t.collection_id = c.id AND t.status = 'completed')
                  FROM collections c ORDER BY c.name",
             )
             .map_err(sqlite)?;
@@ -388,8 +391,10 @@ impl Journal {
             .map_err(sqlite)?
             .collect::<rusqlite::Result<Vec<_>>>()
             .map_err(sqlite)?;
+        // Totals kept by V7's triggers: reading them costs the same after 20
+        // years as after one week (BENCHMARKS.md, scale).
         let mut counts = connection
-            .prepare("SELECT status, count(*) FROM weeks WHERE collection_id = ?1 GROUP BY status")
+            .prepare("SELECT status, weeks FROM week_totals WHERE collection_id = ?1")
             .map_err(sqlite)?;
         for (id, summary) in &mut collections {
             for status in ["pending", "running", "completed", "failed"] {
@@ -420,7 +425,7 @@ impl Journal {
             .map_err(sqlite)?;
         let executions = connection
             .query_row(
-                "SELECT count(*) FROM attempts WHERE amc_execution_id IS NOT NULL",
+                "SELECT executions FROM journal_totals WHERE id = 1",
                 [],
                 |row| row.get(0),
             )

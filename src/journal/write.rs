@@ -60,6 +60,13 @@ struct Change<'c> {
 }
 
 impl Change<'_> {
+    /// `execute` through the connection's statement cache: these statements
+    /// run on every commit, and compiling them each time cost about as much
+    /// as the commit's fsync (BENCHMARKS.md, journal).
+    fn execute(&self, sql: &str, params: impl rusqlite::Params) -> rusqlite::Result<usize> {
+        self.tx.prepare_cached(sql)?.execute(params)
+    }
+
     fn event(
         &self,
         kind: &str,
@@ -70,21 +77,54 @@ impl Change<'_> {
     }
 
     fn mark(&self, entity: Entity, id: Uuid, seq: i64) -> rusqlite::Result<()> {
-        self.tx.execute(
+        self.execute(
             "INSERT INTO outbox (entity, entity_id, seq, queued_at) VALUES (?1, ?2, ?3, ?4)",
             params![entity.as_str(), id.to_string(), seq, self.at],
         )?;
         Ok(())
     }
 
+    /// `(first, last)` when the collection's recorded weeks are exactly every
+    /// seventh day from `first` through `last`, as planning leaves them (it
+    /// adds every due week from the start on, and the start only moves
+    /// earlier): planning then looks up only weeks outside that run, so a
+    /// firing costs the same after 20 years as after one week (BENCHMARKS.md,
+    /// scale): the ends come from the index, the count from the totals V7's
+    /// triggers keep. `None` (say, after `week_start` changed) means check
+    /// each week.
+    fn recorded_run(
+        &self,
+        collection_id: Uuid,
+    ) -> rusqlite::Result<Option<(NaiveDate, NaiveDate)>> {
+        let (first, last, count): (Option<String>, Option<String>, i64) = self
+            .tx
+            .prepare_cached(
+                // One min() or max() per query: SQLite reads only the end
+                // of the index for it, but scans the range for both at once.
+                "SELECT (SELECT min(week_start) FROM weeks WHERE collection_id = ?1),
+                     (SELECT max(week_start) FROM weeks WHERE collection_id = ?1),
+                     (SELECT coalesce(sum(weeks), 0) FROM week_totals WHERE collection_id = ?1)",
+            )?
+            .query_row([collection_id.to_string()], |row| {
+                Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            })?;
+        let (Some(first), Some(last)) = (
+            first.as_deref().and_then(parse_date),
+            last.as_deref().and_then(parse_date),
+        ) else {
+            return Ok(None);
+        };
+        let span = (last - first).num_days();
+        Ok((span % 7 == 0 && span / 7 + 1 == count).then_some((first, last)))
+    }
+
     /// A week's outcome changes its collection's counts and status.
     fn touch_collection_of_week(&self, week_id: Uuid, seq: i64) -> rusqlite::Result<()> {
-        let collection: String = self.tx.query_row(
-            "SELECT collection_id FROM weeks WHERE id = ?1",
-            [week_id.to_string()],
-            |row| row.get(0),
-        )?;
-        self.tx.execute(
+        let collection: String = self
+            .tx
+            .prepare_cached("SELECT collection_id FROM weeks WHERE id = ?1")?
+            .query_row([week_id.to_string()], |row| row.get(0))?;
+        self.execute(
             "UPDATE collections SET updated_at = ?1, journal_seq = ?2 WHERE id = ?3",
             params![self.at, seq, collection],
         )?;
@@ -140,7 +180,7 @@ impl Journal {
                             "instance_id": schedule.instance_id,
                         }),
                     )?;
-                    c.tx.execute(
+                    c.execute(
                         "INSERT INTO collections (id, name, workflow_id, instance_id, start_date,
                              end_date, schedule_file, schedule_hash, created_at, updated_at, journal_seq)
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9, ?10)",
@@ -177,7 +217,7 @@ impl Journal {
                                 "schedule_file": schedule.file.display().to_string(),
                             }),
                         )?;
-                        c.tx.execute(
+                        c.execute(
                             "UPDATE collections SET start_date = ?1, schedule_hash = ?2,
                                  schedule_file = ?3, workflow_id = ?4, instance_id = ?5,
                                  updated_at = ?6, journal_seq = ?7
@@ -199,13 +239,20 @@ impl Journal {
                 }
             };
             let mut added = 0;
+            let recorded = c.recorded_run(collection_id)?;
             for week_start in week::due_weeks(start, latest) {
+                if recorded.is_some_and(|(first, last)| {
+                    first <= week_start
+                        && week_start <= last
+                        && (week_start - first).num_days() % 7 == 0
+                }) {
+                    continue;
+                }
                 let week_id = identity::week_id(collection_id, week_start);
-                let exists: bool = c.tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM weeks WHERE id = ?1)",
-                    [week_id.to_string()],
-                    |row| row.get(0),
-                )?;
+                let exists: bool = c
+                    .tx
+                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM weeks WHERE id = ?1)")?
+                    .query_row([week_id.to_string()], |row| row.get(0))?;
                 if exists {
                     continue;
                 }
@@ -214,7 +261,7 @@ impl Journal {
                     week_id,
                     json!({"collection_id": collection_id, "week_start": week_start}),
                 )?;
-                c.tx.execute(
+                c.execute(
                     "INSERT INTO weeks (id, collection_id, week_start, status, created_at,
                          updated_at, journal_seq)
                      VALUES (?1, ?2, ?3, 'pending', ?4, ?4, ?5)",
@@ -230,7 +277,7 @@ impl Journal {
                 added += 1;
             }
             if let Some(end) = end_date {
-                c.tx.execute(
+                c.execute(
                     "UPDATE collections SET end_date = ?1 WHERE id = ?2 AND end_date IS NOT ?1",
                     params![end.to_string(), collection_id.to_string()],
                 )?;
@@ -309,7 +356,7 @@ impl Journal {
                 attempt_id,
                 json!({"week_id": week_id, "request": request_json, "triggered_by": triggered_by}),
             )?;
-            c.tx.execute(
+            c.execute(
                 "INSERT INTO attempts (id, week_id, state, request, triggered_by, created_at,
                      updated_at, journal_seq)
                  VALUES (?1, ?2, 'intent', ?3, ?4, ?5, ?5, ?6)",
@@ -322,7 +369,7 @@ impl Journal {
                     seq
                 ],
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE weeks SET status = 'running', attempt_id = ?1, attempts = attempts + 1,
                      started_at = ?2, completed_at = NULL, error_message = NULL,
                      updated_at = ?2, journal_seq = ?3
@@ -364,7 +411,7 @@ impl Journal {
                     "status": execution.status.as_str(),
                 }),
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE attempts SET state = 'submitted', amc_execution_id = ?1, amc_status = ?2,
                      submitted_at = ?3, updated_at = ?3, journal_seq = ?4
                  WHERE id = ?5",
@@ -376,7 +423,7 @@ impl Journal {
                     attempt.id.to_string()
                 ],
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE weeks SET updated_at = ?1, journal_seq = ?2 WHERE id = ?3",
                 params![c.at, seq, attempt.week_id.to_string()],
             )?;
@@ -400,7 +447,7 @@ impl Journal {
                 attempt.id,
                 json!({"status": status.as_str()}),
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE attempts SET amc_status = ?1, updated_at = ?2, journal_seq = ?3
                  WHERE id = ?4",
                 params![status.as_str(), c.at, seq, attempt.id.to_string()],
@@ -430,13 +477,13 @@ impl Journal {
                     "data_checksum": data_checksum,
                 }),
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE attempts SET state = 'succeeded', amc_status = 'SUCCEEDED', row_count = ?1,
                      data_checksum = ?2, completed_at = ?3, updated_at = ?3, journal_seq = ?4
                  WHERE id = ?5",
                 params![count, data_checksum, c.at, seq, attempt.id.to_string()],
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE weeks SET status = 'completed', record_count = ?1, data_checksum = ?2,
                      completed_at = ?3, error_message = NULL, updated_at = ?3, journal_seq = ?4
                  WHERE id = ?5",
@@ -498,13 +545,13 @@ impl Journal {
                     "week_failed": !retry,
                 }),
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE attempts SET state = 'failed', amc_status = ?1, error_message = ?2,
                      completed_at = ?3, updated_at = ?3, journal_seq = ?4
                  WHERE id = ?5",
                 params![status.as_str(), message, c.at, seq, attempt.id.to_string()],
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE weeks SET status = ?1, error_message = ?2, completed_at = ?3,
                      updated_at = ?4, journal_seq = ?5
                  WHERE id = ?6",
@@ -532,13 +579,13 @@ impl Journal {
                 attempt.id,
                 json!({"week_id": attempt.week_id, "reason": reason}),
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE attempts SET state = 'abandoned', error_message = ?1, completed_at = ?2,
                      updated_at = ?2, journal_seq = ?3
                  WHERE id = ?4",
                 params![reason, c.at, seq, attempt.id.to_string()],
             )?;
-            c.tx.execute(
+            c.execute(
                 "UPDATE weeks SET status = 'pending', updated_at = ?1, journal_seq = ?2
                  WHERE id = ?3",
                 params![c.at, seq, attempt.week_id.to_string()],

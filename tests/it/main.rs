@@ -10,6 +10,7 @@ mod crash;
 mod daemon;
 mod helpers;
 mod journal;
+mod planning;
 mod reconciler;
 mod sync;
 mod tls;
