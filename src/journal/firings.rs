@@ -282,8 +282,10 @@ impl Journal {
             &mut snapshot.executions_by_state,
         )
         .map_err(sqlite)?;
+        // V7's running totals, not a count over every week of the history:
+        // a scrape every few seconds must not hold the journal for a scan.
         counts(
-            "SELECT status, count(*) FROM weeks GROUP BY status",
+            "SELECT status, sum(weeks) FROM week_totals GROUP BY status",
             &mut snapshot.weeks_by_status,
         )
         .map_err(sqlite)?;
