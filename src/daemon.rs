@@ -429,6 +429,12 @@ pub async fn run<A: Api + Clone + 'static>(
     }
     let _ = stop_background.send(true);
     if let Some(reconciler) = reconciler {
+        // The loop only sees the stop between drains; one under way (a
+        // connect to an unreachable Postgres takes seconds) would stretch
+        // the bounded shutdown. Cutting it loses nothing: every ack is its
+        // own journal transaction, Postgres rolls back the open one, and
+        // the final sync below drains the rest (I3).
+        reconciler.abort();
         let _ = reconciler.await;
     }
     let final_sync = match settings.postgres_url() {
