@@ -71,15 +71,23 @@ pub fn os_signals() -> anyhow::Result<mpsc::Receiver<Control>> {
 /// One schedule as `chronicle schedules` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listing {
+    /// The schedule's name (its file's `name`).
     pub name: String,
+    /// The six-field cron, as written.
     pub cron: String,
+    /// The zone the cron is read in.
     pub timezone: String,
+    /// Held by `chronicle pause`.
     pub paused: bool,
     /// The next three firings: local time in the schedule's zone, and UTC.
     pub next: Vec<(String, DateTime<Utc>)>,
+    /// The scheduled instant of the last firing decision.
     pub last_decision_at: Option<DateTime<Utc>>,
+    /// That decision's reason (`fired`, `skipped-paused`, ...).
     pub last_reason: Option<String>,
+    /// How the last collection run ended.
     pub last_outcome: Option<String>,
+    /// When it ended.
     pub last_outcome_at: Option<String>,
 }
 
