@@ -71,15 +71,23 @@ pub fn os_signals() -> anyhow::Result<mpsc::Receiver<Control>> {
 /// One schedule as `chronicle schedules` lists it.
 #[derive(Debug, Clone, Serialize)]
 pub struct Listing {
+    /// The schedule's name (its file's `name`).
     pub name: String,
+    /// The six-field cron, as written.
     pub cron: String,
+    /// The zone the cron is read in.
     pub timezone: String,
+    /// Held by `chronicle pause`.
     pub paused: bool,
     /// The next three firings: local time in the schedule's zone, and UTC.
     pub next: Vec<(String, DateTime<Utc>)>,
+    /// The scheduled instant of the last firing decision.
     pub last_decision_at: Option<DateTime<Utc>>,
+    /// That decision's reason (`fired`, `skipped-paused`, ...).
     pub last_reason: Option<String>,
+    /// How the last collection run ended.
     pub last_outcome: Option<String>,
+    /// When it ended.
     pub last_outcome_at: Option<String>,
 }
 
@@ -429,6 +437,12 @@ pub async fn run<A: Api + Clone + 'static>(
     }
     let _ = stop_background.send(true);
     if let Some(reconciler) = reconciler {
+        // The loop only sees the stop between drains; one under way (a
+        // connect to an unreachable Postgres takes seconds) would stretch
+        // the bounded shutdown. Cutting it loses nothing: every ack is its
+        // own journal transaction, Postgres rolls back the open one, and
+        // the final sync below drains the rest (I3).
+        reconciler.abort();
         let _ = reconciler.await;
     }
     let final_sync = match settings.postgres_url() {

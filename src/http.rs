@@ -28,6 +28,7 @@ struct Health {
     journal_error: Option<String>,
     /// Whether the reconciler's last attempt failed; none without Postgres.
     sync_ok: Option<bool>,
+    /// The reconciler's last attempt, success and error, for the operator.
     sync: Option<SyncHealth>,
 }
 

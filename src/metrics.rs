@@ -39,7 +39,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
     };
     let labelled = |label: &str, map: &BTreeMap<String, i64>| {
         map.iter()
-            .map(|(key, count)| (format!("{{{label}=\"{key}\"}}"), *count as f64))
+            .map(|(key, count)| (label_set(label, key), *count as f64))
             .collect::<Vec<_>>()
     };
     family(
@@ -83,7 +83,7 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Failed AMC API requests by error class since the process started.",
         amc_errors()
             .into_iter()
-            .map(|(class, count)| (format!("{{class=\"{class}\"}}"), count as f64))
+            .map(|(class, count)| (label_set("class", class), count as f64))
             .collect(),
     );
     let rate = if snapshot.completed_weeks == 0 {
@@ -98,6 +98,17 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         vec![(String::new(), rate)],
     );
     out
+}
+
+/// `{label="value"}` with the value escaped as the text format requires
+/// (backslash, double quote, newline): the values come from the journal,
+/// and one odd value must not make Prometheus reject the whole page.
+fn label_set(label: &str, value: &str) -> String {
+    let escaped = value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n");
+    format!("{{{label}=\"{escaped}\"}}")
 }
 
 #[cfg(test)]
@@ -136,5 +147,11 @@ mod tests {
             !text.contains("chronicle_sync_lag_seconds"),
             "no sync yet: {text}"
         );
+    }
+
+    #[test]
+    fn label_values_are_escaped_as_the_text_format_requires() {
+        assert_eq!(label_set("state", "a\\b\"c\nd"), r#"{state="a\\b\"c\nd"}"#);
+        assert_eq!(label_set("status", "completed"), r#"{status="completed"}"#);
     }
 }

@@ -255,6 +255,17 @@ async fn the_daemon_journals_its_decisions_stops_on_sigterm_and_the_next_start_r
         .unwrap_or(false)
     })
     .await;
+    // /metrics counts them from the running totals, each with its AMC id.
+    let (code, metrics) = get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("chronicle_weeks{status=\"completed\"} 3\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("chronicle_execution_id_population_ratio 1\n"),
+        "{metrics}"
+    );
     stop(daemon, &lines).await;
     assert_eq!(app.ledger().len(), 3, "nothing was submitted twice");
     assert_never_two_runs_at_once(&journal);
