@@ -28,6 +28,8 @@ struct Health {
     journal_error: Option<String>,
     /// Whether the reconciler's last attempt failed; none without Postgres.
     sync_ok: Option<bool>,
+    /// Why the reconciler's state could not be read, when it could not.
+    sync_read_error: Option<String>,
     /// The reconciler's last attempt, success and error, for the operator.
     sync: Option<SyncHealth>,
 }
@@ -63,12 +65,17 @@ pub async fn serve(
 async fn healthz(State((journal, postgres)): State<(Journal, bool)>) -> Response {
     let health = tokio::task::spawn_blocking(move || {
         let probe = journal.probe_write();
-        let sync = if postgres {
-            journal.sync_health().ok()
-        } else {
-            None
+        // A sync state the journal cannot read is no proof of health.
+        let (sync, sync_read_error) = match postgres.then(|| journal.sync_health()) {
+            Some(Ok(sync)) => (Some(sync), None),
+            Some(Err(e)) => (None, Some(e.to_string())),
+            None => (None, None),
         };
-        let sync_ok = sync.as_ref().map(|s| s.last_error.is_none());
+        let sync_ok = match (&sync, &sync_read_error) {
+            (_, Some(_)) => Some(false),
+            (Some(s), None) => Some(s.last_error.is_none()),
+            (None, None) => None,
+        };
         let journal_writable = probe.is_ok();
         Health {
             status: if journal_writable && sync_ok != Some(false) {
@@ -79,6 +86,7 @@ async fn healthz(State((journal, postgres)): State<(Journal, bool)>) -> Response
             journal_writable,
             journal_error: probe.err().map(|e| e.to_string()),
             sync_ok,
+            sync_read_error,
             sync,
         }
     })
@@ -148,6 +156,17 @@ mod tests {
             )
             .unwrap();
         let response = healthz(State((journal, false))).await;
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    }
+
+    #[tokio::test]
+    async fn health_is_503_when_the_sync_state_cannot_be_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let journal = Journal::open(&path).unwrap();
+        let other = rusqlite::Connection::open(&path).unwrap();
+        other.execute_batch("DELETE FROM sync_state").unwrap();
+        let response = healthz(State((journal, true))).await;
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
     }
 }
