@@ -336,13 +336,16 @@ impl Journal {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// The columns of every state-table row that the event log determines,
-    /// for the audit to compare with its replay.
-    pub fn state_tables(&self) -> Result<StateTables> {
+    /// Streams the columns of every state-table row that the event log
+    /// determines to `each` (entity, id, row), for the audit to compare with
+    /// its replay without holding the tables beside it.
+    pub fn each_state_row(
+        &self,
+        mut each: impl FnMut(&'static str, String, StateRow),
+    ) -> Result<()> {
         let connection = self.lock();
         let sqlite = |e| self.sqlite(e);
-        let mut tables = StateTables::new();
-        let queries: [(&str, &str, &[&str]); 3] = [
+        let queries: [(&'static str, &str, &[&str]); 3] = [
             (
                 "collection",
                 "SELECT id, name, workflow_id, instance_id, start_date, schedule_hash, journal_seq,
@@ -403,10 +406,10 @@ impl Journal {
                         sqlite_text(row, i + 1).map_err(sqlite)?,
                     );
                 }
-                tables.insert((entity.to_owned(), id), state);
+                each(entity, id, state);
             }
         }
-        Ok(tables)
+        Ok(())
     }
 }
 
