@@ -7,7 +7,7 @@
 //! Owns the findings; the replay rules are `replay`'s. Reading is the journal's and the
 //! warehouse's; the row comparison with Postgres is `drift`'s.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use serde::Serialize;
 
@@ -33,16 +33,33 @@ pub struct AuditReport {
     pub head: Option<ChainHead>,
     /// Events walked by the replay.
     pub events: i64,
-    /// Everything that did not reconcile; empty means the audit passed.
+    /// What did not reconcile, the first `LISTED_FINDINGS` of it; empty
+    /// (with `unlisted_findings` 0) means the audit passed.
     pub findings: Vec<Finding>,
+    /// Findings past the listed ones, counted only: a journal broken
+    /// everywhere must not make the audit's memory and output grow with it,
+    /// and the listed ones already say where to start.
+    pub unlisted_findings: u64,
     /// What could not be checked and why (old journals, unknown kinds, no
     /// Postgres): never findings, but an auditor must know.
     pub notes: Vec<String>,
 }
 
+/// How many findings a report lists.
+pub const LISTED_FINDINGS: usize = 1000;
+
 impl AuditReport {
     pub fn clean(&self) -> bool {
-        self.findings.is_empty()
+        self.findings.is_empty() && self.unlisted_findings == 0
+    }
+
+    /// Lists `finding`, or counts it once the list is full.
+    pub fn push(&mut self, finding: Finding) {
+        if self.findings.len() < LISTED_FINDINGS {
+            self.findings.push(finding);
+        } else {
+            self.unlisted_findings += 1;
+        }
     }
 }
 
@@ -59,7 +76,7 @@ pub fn journal(
     };
     progress.set_length(report.head.as_ref().map_or(0, |h| h.seq.max(0) as u64));
     if let Some(broken) = journal.verify_chain()? {
-        report.findings.push(Finding {
+        report.push(Finding {
             check: "chain",
             subject: format!("event {}", broken.seq),
             detail: broken.why,
@@ -82,7 +99,7 @@ pub fn journal(
         ));
     }
     for problem in &replay.problems {
-        report.findings.push(Finding {
+        report.push(Finding {
             check: "state",
             subject: problem.0.clone(),
             detail: problem.1.clone(),
@@ -94,7 +111,7 @@ pub fn journal(
             replay.collections_without_ids
         ));
     }
-    compare_state(&replay.state, &journal.state_tables()?, &mut report);
+    compare_state(journal, replay.state, &mut report)?;
     Ok(report)
 }
 
@@ -109,7 +126,7 @@ pub fn chain_heads(
 ) -> Result<(), JournalError> {
     if heads.is_empty() {
         if others {
-            report.findings.push(Finding {
+            report.push(Finding {
                 check: "chain head",
                 subject: format!("journal {}", report.journal_id),
                 detail: "Postgres holds chain heads of other journals but none of this one: was the journal replaced?".into(),
@@ -124,7 +141,7 @@ pub fn chain_heads(
     }
     for head in heads {
         match journal.event_hash(head.seq)? {
-            None => report.findings.push(Finding {
+            None => report.push(Finding {
                 check: "chain head",
                 subject: format!("event {}", head.seq),
                 detail: format!(
@@ -132,7 +149,7 @@ pub fn chain_heads(
                     head.seq, head.hash
                 ),
             }),
-            Some(hash) if hash != head.hash => report.findings.push(Finding {
+            Some(hash) if hash != head.hash => report.push(Finding {
                 check: "chain head",
                 subject: format!("event {}", head.seq),
                 detail: format!(
@@ -148,44 +165,70 @@ pub fn chain_heads(
 
 /// Names every row that is in one place and not the other, and every
 /// column whose table value differs from the replayed one. Columns the log
-/// does not carry for a row (old journals) are not compared.
-fn compare_state(replayed: &StateTables, tables: &StateTables, report: &mut AuditReport) {
-    let keys: BTreeSet<_> = replayed.keys().chain(tables.keys()).collect();
-    for key in keys {
+/// does not carry for a row (old journals) are not compared. The tables are
+/// streamed and each matched row leaves the replay: only one copy of the
+/// state is ever held.
+fn compare_state(
+    journal: &Journal,
+    mut replayed: StateTables,
+    report: &mut AuditReport,
+) -> Result<(), JournalError> {
+    journal.each_state_row(|entity, id, actual| {
+        let key = (entity.to_owned(), id);
         let subject = format!("{} {}", key.0, key.1);
-        match (replayed.get(key), tables.get(key)) {
-            (Some(_), None) => report.findings.push(Finding {
-                check: "state",
-                subject,
-                detail: "the event log creates this row; the state tables do not hold it".into(),
-            }),
-            (None, Some(_)) => report.findings.push(Finding {
+        let Some(expected) = replayed.remove(&key) else {
+            report.push(Finding {
                 check: "state",
                 subject,
                 detail: "the state tables hold this row; no event created it".into(),
-            }),
-            (Some(expected), Some(actual)) => {
-                let differing: Vec<String> = expected
-                    .iter()
-                    .filter(|(column, value)| {
-                        actual.get(*column).is_some_and(|stored| stored != *value)
-                    })
-                    .map(|(column, value)| {
-                        format!(
-                            "{column}: the log says {value}, the table holds {}",
-                            actual[column]
-                        )
-                    })
-                    .collect();
-                if !differing.is_empty() {
-                    report.findings.push(Finding {
-                        check: "state",
-                        subject,
-                        detail: differing.join("; "),
-                    });
-                }
-            }
-            (None, None) => {}
+            });
+            return;
+        };
+        let differing: Vec<String> = expected
+            .iter()
+            .filter(|(column, value)| actual.get(*column).is_some_and(|stored| stored != *value))
+            .map(|(column, value)| {
+                format!(
+                    "{column}: the log says {value}, the table holds {}",
+                    actual[column]
+                )
+            })
+            .collect();
+        if !differing.is_empty() {
+            report.push(Finding {
+                check: "state",
+                subject,
+                detail: differing.join("; "),
+            });
         }
+    })?;
+    for (entity, id) in replayed.into_keys() {
+        report.push(Finding {
+            check: "state",
+            subject: format!("{entity} {id}"),
+            detail: "the event log creates this row; the state tables do not hold it".into(),
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn findings_past_the_listed_ones_are_counted_and_still_fail_the_audit() {
+        let mut report = AuditReport::default();
+        for i in 0..=LISTED_FINDINGS {
+            report.push(Finding {
+                check: "state",
+                subject: format!("week {i}"),
+                detail: "differs".into(),
+            });
+        }
+        assert_eq!(report.findings.len(), LISTED_FINDINGS);
+        assert_eq!(report.unlisted_findings, 1);
+        report.findings.clear();
+        assert!(!report.clean(), "an unlisted finding must still fail");
     }
 }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::journal::{ChainHead, Event, EventFilter, GENESIS, Journal, JournalError, event_hash};
+use crate::journal::{
+    ChainHead, Event, EventFilter, GENESIS, Journal, JournalError, LinkFault, link_fault,
+};
 
 pub const FORMAT: &str = "chronicle-evidence";
 pub const VERSION: u32 = 1;
@@ -291,30 +293,18 @@ pub fn verify(path: &Path, expected_head: Option<&str>) -> Result<Verdict, Evide
 
 /// Why `event` does not continue the chain, if it does not.
 fn check_event(event: &Event, expected_seq: i64, prev: &str, line_no: usize) -> Option<String> {
-    if event.seq != expected_seq {
-        Some(format!(
+    Some(match link_fault(event, expected_seq, prev)? {
+        LinkFault::Missing => format!(
             "event {expected_seq} is missing (line {line_no} holds event {})",
             event.seq
-        ))
-    } else if event.prev_hash != prev {
-        Some(format!(
+        ),
+        LinkFault::PrevHash => format!(
             "event {} (line {line_no}): its prev_hash does not match the event before it",
             event.seq
-        ))
-    } else if event_hash(
-        event.seq,
-        &event.at,
-        &event.kind,
-        &event.subject,
-        &event.payload,
-        &event.prev_hash,
-    ) != event.hash
-    {
-        Some(format!(
+        ),
+        LinkFault::Content => format!(
             "event {} (line {line_no}): its content does not match its hash",
             event.seq
-        ))
-    } else {
-        None
-    }
+        ),
+    })
 }

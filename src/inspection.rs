@@ -377,7 +377,7 @@ pub async fn audit(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> 
             .notes
             .push("postgres.url is empty: Postgres was not compared".into()),
         Some(url) => match Warehouse::connect(url, &settings.postgres_tls()).await {
-            Err(e) => report.findings.push(Finding {
+            Err(e) => report.push(Finding {
                 check: "postgres",
                 subject: "connection".into(),
                 detail: format!("cannot compare with Postgres: {e}"),
@@ -387,7 +387,7 @@ pub async fn audit(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> 
                 let theirs = warehouse.all_rows().await?;
                 let found = drift::compare(&ours, &theirs, &journal.unsynced()?);
                 for f in found.findings {
-                    report.findings.push(Finding {
+                    report.push(Finding {
                         check: "postgres",
                         subject: format!("{} {}", f.entity, f.id),
                         detail: format!("{}: {}", f.problem, f.detail),

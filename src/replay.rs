@@ -8,11 +8,9 @@
 //! alone; a failed attempt with `week_failed` false puts the week back to
 //! pending). A new event kind that changes a state table needs a rule here.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Value, json};
 
-use crate::journal::StateTables;
+use crate::journal::{StateRow, StateTables};
 
 /// Event kinds the replay understands; others (added by later versions or
 /// other parts, such as scheduler firings) change no state table it checks.
@@ -44,7 +42,7 @@ pub struct Replay {
 }
 
 impl Replay {
-    fn row(&mut self, entity: &str, id: &str, seq: i64) -> Option<&mut BTreeMap<String, Value>> {
+    fn row(&mut self, entity: &str, id: &str, seq: i64) -> Option<&mut StateRow> {
         let key = (entity.to_owned(), id.to_owned());
         if !self.state.contains_key(&key) {
             self.problems.push((
@@ -56,10 +54,16 @@ impl Replay {
         self.state.get_mut(&key)
     }
 
-    fn set(&mut self, entity: &str, id: &str, seq: i64, fields: Value) {
-        if let (Some(row), Value::Object(fields)) = (self.row(entity, id, seq), fields) {
+    fn set<const N: usize>(
+        &mut self,
+        entity: &str,
+        id: &str,
+        seq: i64,
+        fields: [(&'static str, Value); N],
+    ) {
+        if let Some(row) = self.row(entity, id, seq) {
             row.extend(fields);
-            row.insert("journal_seq".into(), json!(seq));
+            row.insert("journal_seq", json!(seq));
         }
     }
 
@@ -83,7 +87,7 @@ impl Replay {
     /// A week's outcome also stamps its collection (write.rs does the same).
     fn touch_collection(&mut self, week_id: &str, seq: i64) {
         if let Some(collection) = self.collection_of(week_id) {
-            self.set("collection", &collection, seq, json!({}));
+            self.set("collection", &collection, seq, []);
         }
     }
 
@@ -102,7 +106,7 @@ impl Replay {
         let field = |name: &str| payload.get(name).cloned().unwrap_or(Value::Null);
         match kind {
             "collection.created" => {
-                let mut row = BTreeMap::new();
+                let mut row = StateRow::new();
                 for key in [
                     "name",
                     "start_date",
@@ -112,27 +116,36 @@ impl Replay {
                     "schedule_file",
                 ] {
                     if let Some(value) = payload.get(key) {
-                        row.insert(key.to_owned(), value.clone());
+                        row.insert(key, value.clone());
                     }
                 }
                 if payload.get("workflow_id").is_none() {
                     self.collections_without_ids += 1;
                 }
-                row.insert("journal_seq".into(), json!(seq));
+                row.insert("journal_seq", json!(seq));
                 self.state
                     .insert(("collection".into(), subject.to_owned()), row);
             }
             "collection.updated" => {
-                let mut fields = json!({
-                    "start_date": field("start_date"),
-                    "schedule_hash": field("schedule_hash"),
-                });
-                for key in ["workflow_id", "instance_id", "schedule_file"] {
-                    if let Some(value) = payload.get(key) {
-                        fields[key] = value.clone();
+                self.set(
+                    "collection",
+                    subject,
+                    seq,
+                    [
+                        ("start_date", field("start_date")),
+                        ("schedule_hash", field("schedule_hash")),
+                    ],
+                );
+                if let Some(row) = self
+                    .state
+                    .get_mut(&("collection".to_owned(), subject.to_owned()))
+                {
+                    for key in ["workflow_id", "instance_id", "schedule_file"] {
+                        if let Some(value) = payload.get(key) {
+                            row.insert(key, value.clone());
+                        }
                     }
                 }
-                self.set("collection", subject, seq, fields);
                 // An older event that lacks these leaves them unknown: not
                 // compared, rather than compared with a stale value.
                 if payload.get("workflow_id").is_none()
@@ -147,42 +160,33 @@ impl Replay {
                 }
             }
             "week.added" => {
-                let row = json!({
-                    "collection_id": field("collection_id"),
-                    "week_start": field("week_start"),
-                    "status": "pending",
-                    "attempt_id": null,
-                    "attempts": 0,
-                    "record_count": null,
-                    "data_checksum": null,
-                    "journal_seq": seq,
-                });
-                if let Value::Object(row) = row {
-                    self.state.insert(
-                        ("week".into(), subject.to_owned()),
-                        row.into_iter().collect(),
-                    );
-                }
+                let row = StateRow::from([
+                    ("collection_id", field("collection_id")),
+                    ("week_start", field("week_start")),
+                    ("status", json!("pending")),
+                    ("attempt_id", Value::Null),
+                    ("attempts", json!(0)),
+                    ("record_count", Value::Null),
+                    ("data_checksum", Value::Null),
+                    ("journal_seq", json!(seq)),
+                ]);
+                self.state.insert(("week".into(), subject.to_owned()), row);
             }
             "attempt.intent" => {
                 let week = field("week_id").as_str().unwrap_or_default().to_owned();
-                let row = json!({
-                    "week_id": week,
-                    "state": "intent",
-                    "amc_execution_id": null,
-                    "amc_status": null,
-                    "row_count": null,
-                    "data_checksum": null,
-                    "error_message": null,
-                    "triggered_by": field("triggered_by"),
-                    "journal_seq": seq,
-                });
-                if let Value::Object(row) = row {
-                    self.state.insert(
-                        ("execution".into(), subject.to_owned()),
-                        row.into_iter().collect(),
-                    );
-                }
+                let row = StateRow::from([
+                    ("week_id", json!(week)),
+                    ("state", json!("intent")),
+                    ("amc_execution_id", Value::Null),
+                    ("amc_status", Value::Null),
+                    ("row_count", Value::Null),
+                    ("data_checksum", Value::Null),
+                    ("error_message", Value::Null),
+                    ("triggered_by", field("triggered_by")),
+                    ("journal_seq", json!(seq)),
+                ]);
+                self.state
+                    .insert(("execution".into(), subject.to_owned()), row);
                 let attempts = self
                     .state
                     .get(&("week".to_owned(), week.clone()))
@@ -193,12 +197,12 @@ impl Replay {
                     "week",
                     &week,
                     seq,
-                    json!({
-                        "status": "running",
-                        "attempt_id": subject,
-                        "attempts": attempts + 1,
-                        "error_message": null,
-                    }),
+                    [
+                        ("status", json!("running")),
+                        ("attempt_id", json!(subject)),
+                        ("attempts", json!(attempts + 1)),
+                        ("error_message", Value::Null),
+                    ],
                 );
             }
             "attempt.submitted" | "attempt.adopted" => {
@@ -206,44 +210,42 @@ impl Replay {
                     "execution",
                     subject,
                     seq,
-                    json!({
-                        "state": "submitted",
-                        "amc_execution_id": field("amc_execution_id"),
-                        "amc_status": field("status"),
-                    }),
+                    [
+                        ("state", json!("submitted")),
+                        ("amc_execution_id", field("amc_execution_id")),
+                        ("amc_status", field("status")),
+                    ],
                 );
                 if let Some(week) = self.week_of(subject) {
-                    self.set("week", &week, seq, json!({}));
+                    self.set("week", &week, seq, []);
                 }
             }
             "attempt.status" => {
+                self.set("execution", subject, seq, [("amc_status", field("status"))]);
+            }
+            "attempt.succeeded" => {
                 self.set(
                     "execution",
                     subject,
                     seq,
-                    json!({"amc_status": field("status")}),
+                    [
+                        ("row_count", field("record_count")),
+                        ("data_checksum", field("data_checksum")),
+                        ("state", json!("succeeded")),
+                        ("amc_status", json!("SUCCEEDED")),
+                    ],
                 );
-            }
-            "attempt.succeeded" => {
-                let outcome = json!({
-                    "row_count": field("record_count"),
-                    "data_checksum": field("data_checksum"),
-                });
-                let mut attempt = outcome.clone();
-                attempt["state"] = json!("succeeded");
-                attempt["amc_status"] = json!("SUCCEEDED");
-                self.set("execution", subject, seq, attempt);
                 if let Some(week) = self.week_of(subject) {
                     self.set(
                         "week",
                         &week,
                         seq,
-                        json!({
-                            "status": "completed",
-                            "error_message": null,
-                            "record_count": field("record_count"),
-                            "data_checksum": field("data_checksum"),
-                        }),
+                        [
+                            ("status", json!("completed")),
+                            ("error_message", Value::Null),
+                            ("record_count", field("record_count")),
+                            ("data_checksum", field("data_checksum")),
+                        ],
                     );
                     self.touch_collection(&week, seq);
                 }
@@ -255,11 +257,11 @@ impl Replay {
                     "execution",
                     subject,
                     seq,
-                    json!({
-                        "state": "failed",
-                        "amc_status": field("status"),
-                        "error_message": field("error"),
-                    }),
+                    [
+                        ("state", json!("failed")),
+                        ("amc_status", field("status")),
+                        ("error_message", field("error")),
+                    ],
                 );
                 if let Some(week) = self.week_of(subject) {
                     let failed = field("week_failed").as_bool().unwrap_or(false);
@@ -268,7 +270,7 @@ impl Replay {
                         "week",
                         &week,
                         seq,
-                        json!({"status": status, "error_message": field("error")}),
+                        [("status", json!(status)), ("error_message", field("error"))],
                     );
                     self.touch_collection(&week, seq);
                 }
@@ -278,10 +280,13 @@ impl Replay {
                     "execution",
                     subject,
                     seq,
-                    json!({"state": "abandoned", "error_message": field("reason")}),
+                    [
+                        ("state", json!("abandoned")),
+                        ("error_message", field("reason")),
+                    ],
                 );
                 if let Some(week) = self.week_of(subject) {
-                    self.set("week", &week, seq, json!({"status": "pending"}));
+                    self.set("week", &week, seq, [("status", json!("pending"))]);
                 }
             }
             _ => {}

@@ -425,7 +425,7 @@ pub fn audit(report: &AuditReport) -> String {
             .as_ref()
             .map_or("none".into(), |h| format!("event {} {}", h.seq, h.hash))
     );
-    if report.findings.is_empty() {
+    if report.clean() {
         out.push_str("audit passed: the hash chain holds, the state tables match the event log");
         out.push_str(", and Postgres agrees where it was checked\n");
     } else {
@@ -437,7 +437,15 @@ pub fn audit(report: &AuditReport) -> String {
                 f.detail.clone(),
             ]);
         }
-        out.push_str(&format!("{} findings:\n{table}\n", report.findings.len()));
+        let total = report.findings.len() as u64 + report.unlisted_findings;
+        if report.unlisted_findings == 0 {
+            out.push_str(&format!("{total} findings:\n{table}\n"));
+        } else {
+            out.push_str(&format!(
+                "{total} findings, the first {} listed:\n{table}\n",
+                report.findings.len()
+            ));
+        }
     }
     for note in &report.notes {
         out.push_str(&format!("note: {note}\n"));

@@ -1,5 +1,6 @@
 //! The event log's hash chain (invariant I6): appending an event inside the
-//! caller's transaction, and walking the chain to find the first break.
+//! caller's transaction, and walking the chain to find the first break (the
+//! link rule, `link_fault`, is also what evidence files are checked by).
 //!
 //! Canonical form hashed for event `n` (sha256, lowercase hex):
 //! `seq \n at \n kind \n subject \n payload \n prev_hash`, where `payload` is
@@ -8,6 +9,8 @@
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
+
+use super::Event;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -59,6 +62,40 @@ pub fn append(
     Ok(seq)
 }
 
+/// Why an event does not continue a chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkFault {
+    /// It is not the event the chain expects next: one is missing.
+    Missing,
+    /// Its `prev_hash` is not the previous event's hash.
+    PrevHash,
+    /// Its stored hash is not the hash of its canonical form.
+    Content,
+}
+
+/// Whether `event` continues a chain whose next event is `expected_seq`,
+/// linked to `prev`: the one rule the journal's walk and evidence files
+/// (`evidence::verify`) share.
+pub fn link_fault(event: &Event, expected_seq: i64, prev: &str) -> Option<LinkFault> {
+    if event.seq != expected_seq {
+        Some(LinkFault::Missing)
+    } else if event.prev_hash != prev {
+        Some(LinkFault::PrevHash)
+    } else if hash(
+        event.seq,
+        &event.at,
+        &event.kind,
+        &event.subject,
+        &event.payload,
+        &event.prev_hash,
+    ) != event.hash
+    {
+        Some(LinkFault::Content)
+    } else {
+        None
+    }
+}
+
 /// Walks the whole chain; `None` when every event links and hashes true.
 pub fn verify(connection: &Connection) -> rusqlite::Result<Option<ChainBreak>> {
     let mut statement = connection.prepare(
@@ -68,38 +105,27 @@ pub fn verify(connection: &Connection) -> rusqlite::Result<Option<ChainBreak>> {
     let mut expected_seq = 1;
     let mut prev = GENESIS.to_owned();
     while let Some(row) = rows.next()? {
-        let seq: i64 = row.get(0)?;
-        let (at, kind, subject, payload, prev_hash, stored): (
-            String,
-            String,
-            String,
-            String,
-            String,
-            String,
-        ) = (
-            row.get(1)?,
-            row.get(2)?,
-            row.get(3)?,
-            row.get(4)?,
-            row.get(5)?,
-            row.get(6)?,
-        );
-        let why = if seq != expected_seq {
-            Some(format!("event {expected_seq} is missing"))
-        } else if prev_hash != prev {
-            Some("its prev_hash does not match the event before it".to_owned())
-        } else if hash(seq, &at, &kind, &subject, &payload, &prev_hash) != stored {
-            Some("its content does not match its hash".to_owned())
-        } else {
-            None
+        let event = Event {
+            seq: row.get(0)?,
+            at: row.get(1)?,
+            kind: row.get(2)?,
+            subject: row.get(3)?,
+            payload: row.get(4)?,
+            prev_hash: row.get(5)?,
+            hash: row.get(6)?,
         };
-        if let Some(why) = why {
+        if let Some(fault) = link_fault(&event, expected_seq, &prev) {
+            let why = match fault {
+                LinkFault::Missing => format!("event {expected_seq} is missing"),
+                LinkFault::PrevHash => "its prev_hash does not match the event before it".into(),
+                LinkFault::Content => "its content does not match its hash".into(),
+            };
             return Ok(Some(ChainBreak {
-                seq: seq.min(expected_seq),
+                seq: event.seq.min(expected_seq),
                 why,
             }));
         }
-        prev = stored;
+        prev = event.hash;
         expected_seq += 1;
     }
     Ok(None)

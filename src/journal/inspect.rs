@@ -116,8 +116,10 @@ pub struct ChainHead {
 }
 
 /// One state-table row reduced to the columns the event log determines,
-/// keyed by column name, as the audit's replay rebuilds them.
-pub type StateRow = BTreeMap<String, Value>;
+/// keyed by column name, as the audit's replay rebuilds them. Names are
+/// static: the audit holds a row per week and attempt, and a heap string
+/// per column name of each would cost about as much as the values.
+pub type StateRow = BTreeMap<&'static str, Value>;
 
 /// The state tables: `(entity, id)` to the row's replayable columns.
 pub type StateTables = BTreeMap<(String, String), StateRow>;
@@ -336,13 +338,16 @@ impl Journal {
             .map_err(|e| self.sqlite(e))
     }
 
-    /// The columns of every state-table row that the event log determines,
-    /// for the audit to compare with its replay.
-    pub fn state_tables(&self) -> Result<StateTables> {
+    /// Streams the columns of every state-table row that the event log
+    /// determines to `each` (entity, id, row), for the audit to compare with
+    /// its replay without holding the tables beside it.
+    pub fn each_state_row(
+        &self,
+        mut each: impl FnMut(&'static str, String, StateRow),
+    ) -> Result<()> {
         let connection = self.lock();
         let sqlite = |e| self.sqlite(e);
-        let mut tables = StateTables::new();
-        let queries: [(&str, &str, &[&str]); 3] = [
+        let queries: [(&'static str, &str, &[&'static str]); 3] = [
             (
                 "collection",
                 "SELECT id, name, workflow_id, instance_id, start_date, schedule_hash, journal_seq,
@@ -398,15 +403,12 @@ impl Journal {
                 let id: String = row.get(0).map_err(sqlite)?;
                 let mut state = StateRow::new();
                 for (i, column) in columns.iter().enumerate() {
-                    state.insert(
-                        (*column).to_owned(),
-                        sqlite_text(row, i + 1).map_err(sqlite)?,
-                    );
+                    state.insert(column, sqlite_text(row, i + 1).map_err(sqlite)?);
                 }
-                tables.insert((entity.to_owned(), id), state);
+                each(entity, id, state);
             }
         }
-        Ok(tables)
+        Ok(())
     }
 }
 

@@ -23,7 +23,7 @@ use uuid::Uuid;
 
 use crate::amc::{CreateExecution, Status};
 
-pub use chain::{ChainBreak, GENESIS, hash as event_hash};
+pub use chain::{ChainBreak, GENESIS, LinkFault, hash as event_hash, link_fault};
 pub use firings::{MetricsSnapshot, ScheduleRecord, SyncHealth};
 pub use inspect::{
     ChainHead, Event, EventFilter, ExecutionFilter, ExecutionLine, StateRow, StateTables, WeekLine,
