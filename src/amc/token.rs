@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::ApiError;
+use super::retry::retry_after;
 
 /// Refresh this long before the token says it expires, so a request that
 /// starts with a token never arrives with an expired one.
@@ -116,12 +117,7 @@ impl TokenSource {
                 ))
             })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let body = response
             .bytes()
             .await
