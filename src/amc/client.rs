@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
-use super::retry::{Gate, RetryPolicy, retry};
+use super::retry::{Gate, RetryPolicy, retry, retry_after};
 use super::token::TokenSource;
 use super::{
     Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
@@ -151,12 +151,7 @@ impl Client {
             .await
             .map_err(|e| Failure::Api(send_error(e)))?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let bytes = response
             .bytes()
             .await

@@ -126,11 +126,13 @@ impl Tally {
     }
 
     /// Parts are joined on a line boundary even if one lacks a final newline.
+    /// Later parts drop their header only once one has been kept: after an
+    /// empty first part, the next part's header is the result's header.
     fn end_part(&mut self) -> std::io::Result<()> {
         if self.last_byte.is_some_and(|b| b != b'\n') {
             self.take(b"\n")?;
         }
-        self.skip_header = true;
+        self.skip_header = self.last_byte.is_some();
         Ok(())
     }
 
@@ -314,6 +316,13 @@ mod tests {
         tally.take(b"h1,h2\n").unwrap();
         let error = tally.take(b"a,1\nb,2\n").unwrap_err();
         assert!(error.get_ref().unwrap().is::<OverLimit>());
+    }
+
+    #[test]
+    fn an_empty_first_part_does_not_cost_the_next_part_its_header() {
+        let after_empty = tally_of(&[b"", b"h1,h2\na,1\n", b"h1,h2\nb,2\n"]);
+        assert_eq!(after_empty, tally_of(&[b"h1,h2\na,1\nb,2\n"]));
+        assert_eq!(after_empty.record_count, 2);
     }
 
     #[test]

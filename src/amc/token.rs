@@ -12,6 +12,7 @@ use tokio::sync::Mutex;
 use tokio::time::Instant;
 
 use super::ApiError;
+use super::retry::retry_after;
 
 /// Refresh this long before the token says it expires, so a request that
 /// starts with a token never arrives with an expired one.
@@ -116,12 +117,7 @@ impl TokenSource {
                 ))
             })?;
         let status = response.status();
-        let retry_after = response
-            .headers()
-            .get(reqwest::header::RETRY_AFTER)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(Duration::from_secs);
+        let retry_after = retry_after(response.headers());
         let body = response
             .bytes()
             .await
@@ -135,13 +131,19 @@ impl TokenSource {
             });
         }
         if status.is_client_error() {
+            // A proxy's error page may echo the form it was sent: the
+            // credentials are cut out before the text can reach an error.
+            let mut said = String::from_utf8_lossy(&body).into_owned();
+            for secret in [&self.refresh_token, &self.client_secret] {
+                let secret = secret.expose_secret();
+                if !secret.is_empty() {
+                    said = said.replace(secret, "[redacted]");
+                }
+            }
             return Err(ApiError::Auth(format!(
                 "HTTP {}: {}",
                 status.as_u16(),
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
+                said.chars().take(300).collect::<String>()
             )));
         }
         if !status.is_success() {
@@ -166,5 +168,39 @@ impl TokenSource {
             token: SecretString::from(answer.access_token),
             refresh_at: Instant::now() + refresh_in,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_refusal_that_echoes_the_form_names_no_credential() {
+        // A gateway in front of Login with Amazon that quotes what it got.
+        let echo = axum::Router::new().route(
+            "/token",
+            axum::routing::post(|body: String| async move {
+                (
+                    axum::http::StatusCode::BAD_REQUEST,
+                    format!("refused: {body}"),
+                )
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        tokio::spawn(async move { axum::serve(listener, echo).await });
+        let source = TokenSource::new(
+            crate::amc::client::http_client(),
+            format!("http://{address}/token"),
+            "client-1".into(),
+            SecretString::from("CS-secret-4711"),
+            SecretString::from("RT-secret-0815"),
+        );
+        let error = source.access_token().await.unwrap_err().to_string();
+        assert!(error.contains("grant_type=refresh_token"), "{error}");
+        assert!(error.contains("[redacted]"), "{error}");
+        assert!(!error.contains("CS-secret-4711"), "{error}");
+        assert!(!error.contains("RT-secret-0815"), "{error}");
     }
 }

@@ -138,6 +138,46 @@ async fn server_errors_are_retried_only_as_often_as_configured() {
 }
 
 #[tokio::test]
+async fn a_create_is_sent_again_only_when_it_provably_did_not_reach_amc() {
+    let h = harness(slow(), "retry_attempts = 3").await;
+    let creates = |h: &Harness| calls_to(h, "/workflowExecutions").len();
+
+    // A 429 means AMC did not take the request: asking again is safe.
+    h.sim.simulator.set_faults(Faults {
+        throttle_rate: 1.0,
+        retry_after_secs: 0,
+        ..Faults::default()
+    });
+    let error = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "throttled", "{error}");
+    assert_eq!(
+        creates(&h),
+        3,
+        "a throttled create is tried every time allowed"
+    );
+    assert!(h.sim.simulator.ledger().is_empty());
+
+    // A 5xx may come after AMC created the execution (the simulator does
+    // exactly that): sent once, left for the runner to settle by listing.
+    h.sim.simulator.set_faults(Faults {
+        server_error_rate: 1.0,
+        ..Faults::default()
+    });
+    let error = h
+        .client
+        .create(INSTANCE, &week("2025-01-13", "2025-01-20"))
+        .await
+        .unwrap_err();
+    assert_eq!(error.class(), "server", "{error}");
+    assert_eq!(creates(&h), 4, "a create that may exist is not repeated");
+    assert_eq!(h.sim.simulator.ledger().len(), 1);
+}
+
+#[tokio::test]
 async fn client_errors_are_not_retried_and_carry_amcs_own_message() {
     let h = harness(slow(), "").await;
     let error = h
