@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -86,22 +87,43 @@ enum Outcome {
 #[derive(Clone)]
 pub struct Limits {
     per_instance: usize,
-    slots: Arc<Mutex<HashMap<String, Arc<Semaphore>>>>,
+    instances: Arc<Mutex<HashMap<String, Arc<Instance>>>>,
+}
+
+/// One AMC instance's share of `max_concurrent_executions`.
+struct Instance {
+    /// One permit per week being driven: its execution is live in AMC, or
+    /// is about to be submitted.
+    slots: Arc<Semaphore>,
+    /// Slot holders still waiting for room beside executions others run
+    /// (`count_foreign_executions`): they hold a slot but have nothing live,
+    /// so they must not count as ours, or waiting weeks would keep each
+    /// other out for as long as a foreign execution runs.
+    waiting: AtomicUsize,
+    /// Makes counting and taking the last room one step, so two weeks
+    /// cannot both see room for one.
+    gate: tokio::sync::Mutex<()>,
 }
 
 impl Limits {
     pub fn new(per_instance: usize) -> Limits {
         Limits {
             per_instance,
-            slots: Arc::default(),
+            instances: Arc::default(),
         }
     }
 
-    fn of(&self, instance_id: &str) -> Arc<Semaphore> {
-        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
-        slots
+    fn of(&self, instance_id: &str) -> Arc<Instance> {
+        let mut instances = self.instances.lock().unwrap_or_else(|p| p.into_inner());
+        instances
             .entry(instance_id.to_owned())
-            .or_insert_with(|| Arc::new(Semaphore::new(self.per_instance)))
+            .or_insert_with(|| {
+                Arc::new(Instance {
+                    slots: Arc::new(Semaphore::new(self.per_instance)),
+                    waiting: AtomicUsize::new(0),
+                    gate: tokio::sync::Mutex::new(()),
+                })
+            })
             .clone()
     }
 }
@@ -195,7 +217,7 @@ impl<A: Api + Clone + 'static> Runner<A> {
         triggered_by: &str,
         progress: &ProgressBar,
     ) -> Result<RunReport, RunError> {
-        let slots = self.limits.of(&schedule.instance_id);
+        let instance = self.limits.of(&schedule.instance_id);
         let mut tasks = JoinSet::new();
         for item in work {
             let week = WeekRun {
@@ -208,10 +230,10 @@ impl<A: Api + Clone + 'static> Runner<A> {
                 budget: schedule.max_retries + 1,
                 triggered_by: triggered_by.to_owned(),
                 options: self.options.clone(),
-                slots: slots.clone(),
+                instance: instance.clone(),
                 limit: self.limits.per_instance,
             };
-            let slots = slots.clone();
+            let slots = instance.slots.clone();
             let progress = progress.clone();
             tasks.spawn(async move {
                 let _slot = slots.acquire_owned().await.expect("slots are never closed");
@@ -269,9 +291,26 @@ struct WeekRun<A> {
     /// Foreign counting, result limit and folder.
     options: RunOptions,
     /// The instance's slots, to know how many of ours are live.
-    slots: Arc<Semaphore>,
+    instance: Arc<Instance>,
     /// `amc.max_concurrent_executions`.
     limit: usize,
+}
+
+/// A week counted among those waiting for room, until it is admitted or
+/// gives up (every way out, an error from AMC included).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn enter(count: &'a AtomicUsize) -> Waiting<'a> {
+        count.fetch_add(1, Ordering::SeqCst);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl<A: Api> WeekRun<A> {
@@ -339,7 +378,10 @@ impl<A: Api> WeekRun<A> {
         if !self.options.count_foreign {
             return Ok(Ok(()));
         }
+        let instance = &self.instance;
+        let waiting = Waiting::enter(&instance.waiting);
         loop {
+            let gate = instance.gate.lock().await;
             let foreign = match self.foreign_live().await? {
                 Ok(count) => count,
                 Err(ApiError::Auth(why)) => return Err(RunError::Auth(ApiError::Auth(why))),
@@ -350,11 +392,17 @@ impl<A: Api> WeekRun<A> {
                     )));
                 }
             };
-            // Our own slot is among those in use.
-            let ours = self.limit - self.slots.available_permits();
-            if ours + foreign <= self.limit {
+            // Slots held by weeks that are not waiting here: live, or
+            // between this gate and their POST.
+            let held = self.limit - instance.slots.available_permits();
+            let ours = held - instance.waiting.load(Ordering::SeqCst);
+            if ours + 1 + foreign <= self.limit {
+                // Counted as ours before the next week may look.
+                drop(waiting);
+                drop(gate);
                 return Ok(Ok(()));
             }
+            drop(gate);
             tracing::info!(instance = %self.instance_id, ours, foreign, limit = self.limit, "instance full with executions chronicle did not start; waiting");
             tokio::time::sleep(self.poll_interval).await;
         }

@@ -197,6 +197,10 @@ struct Tracked {
     end: Status,
     /// Set by a cancel while PENDING or RUNNING: the status from then on.
     cancelled: Option<DateTime<Utc>>,
+    /// Kept RUNNING until cancelled (`Simulator::hold`), so a test can have
+    /// an execution that is live for as long as it needs, whatever the
+    /// machine's speed.
+    held: bool,
 }
 
 impl Tracked {
@@ -206,6 +210,10 @@ impl Tracked {
             execution.status = Status::Cancelled;
             execution.last_updated_time = Some(timestamp(at));
             execution.status_reason = Some("cancelled by request".into());
+            return execution;
+        }
+        if self.held {
+            execution.status = Status::Running;
             return execution;
         }
         let elapsed = now.saturating_duration_since(self.created);
@@ -297,6 +305,14 @@ impl Simulator {
         let now = Instant::now();
         for expiry in self.state().tokens.values_mut() {
             *expiry = now;
+        }
+    }
+
+    /// Keeps execution `execution_id` RUNNING until it is cancelled.
+    pub fn hold(&self, execution_id: &str) {
+        let mut state = self.state();
+        if let Some(&index) = state.by_id.get(execution_id) {
+            state.executions[index].held = true;
         }
     }
 
@@ -580,6 +596,7 @@ impl Api for Simulator {
             created_utc,
             end: outcome,
             cancelled: None,
+            held: false,
         });
         if dropped {
             return Err(ApiError::OutcomeUnknown(

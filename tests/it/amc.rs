@@ -360,7 +360,9 @@ async fn executions_chronicle_did_not_start_count_against_the_limit_when_asked()
                 time_window_time_zone: "UTC".into(),
                 parameter_values: Default::default(),
             };
-            sim.create("amctest01", &request).await.unwrap();
+            let execution = sim.create("amctest01", &request).await.unwrap();
+            // Live for the whole backfill, however slowly it starts.
+            sim.hold(&execution.workflow_execution_id);
         }
     };
     let counting = app(
