@@ -143,7 +143,8 @@ pub struct RequestRecord {
     pub query: String,
     /// The body of API calls (never of the token endpoint: it holds secrets).
     pub body: Option<String>,
-    /// Status answered; 0 when the connection was dropped without an answer.
+    /// Status answered; 0 when the connection was dropped without an answer
+    /// or the request was delayed by `Faults::latency` (recorded on arrival).
     pub status: u16,
 }
 
@@ -1057,7 +1058,17 @@ async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> R
     };
     let latency = sim.state().faults.latency;
     if !latency.is_zero() && path.starts_with("/amc/") {
+        // Recorded on arrival: a client that gives up first drops the
+        // connection, and this handler with it.
+        sim.state().requests.push(RequestRecord {
+            method,
+            path,
+            query,
+            body,
+            status: 0,
+        });
         tokio::time::sleep(latency).await;
+        return next.run(request).await;
     }
     let response = next.run(request).await;
     let status = match response.extensions().get::<AnswerDropped>() {
