@@ -881,9 +881,11 @@ async fn http_create(
     }
 }
 
-/// The answer of a read under the drawn fault, if there is one.
-fn faulty(sim: &Simulator, request: &str) -> Option<Response> {
-    sim.draw(request).map(Fault::response)
+/// What AMC answers a read or a cancel before looking at it: a refusal of
+/// the account headers, else the drawn fault, if there is one.
+fn screened(sim: &Simulator, headers: &HeaderMap, request: &str) -> Option<Response> {
+    sim.refuse_headers(headers)
+        .or_else(|| sim.draw(request).map(Fault::response))
 }
 
 async fn http_get(
@@ -892,11 +894,8 @@ async fn http_get(
     Path((instance, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refusal) = sim.refuse_headers(&headers) {
-        return refusal;
-    }
-    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
-        return fault;
+    if let Some(early) = screened(&sim, &headers, &format!("GET {uri}")) {
+        return early;
     }
     match sim.get(&instance, &id).await {
         Ok(execution) => sim.execution_body(execution),
@@ -911,11 +910,8 @@ async fn http_cancel(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refusal) = sim.refuse_headers(&headers) {
-        return refusal;
-    }
-    if let Some(fault) = faulty(&sim, &format!("PUT {uri}")) {
-        return fault;
+    if let Some(early) = screened(&sim, &headers, &format!("PUT {uri}")) {
+        return early;
     }
     let status = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
@@ -941,11 +937,8 @@ async fn http_download_urls(
     Path((instance, id)): Path<(String, String)>,
     headers: HeaderMap,
 ) -> Response {
-    if let Some(refusal) = sim.refuse_headers(&headers) {
-        return refusal;
-    }
-    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
-        return fault;
+    if let Some(early) = screened(&sim, &headers, &format!("GET {uri}")) {
+        return early;
     }
     let urls = sim.download_urls(&instance, &id).await;
     answer(urls.map(|download_urls| crate::amc::DownloadUrls { download_urls }))
@@ -978,11 +971,8 @@ async fn http_list(
     headers: HeaderMap,
     Query(params): Query<ListParams>,
 ) -> Response {
-    if let Some(refusal) = sim.refuse_headers(&headers) {
-        return refusal;
-    }
-    if let Some(fault) = faulty(&sim, &format!("GET {uri}")) {
-        return fault;
+    if let Some(early) = screened(&sim, &headers, &format!("GET {uri}")) {
+        return early;
     }
     let min_creation_time = match params.min_creation_time.as_deref() {
         None => DateTime::<Utc>::MIN_UTC,
