@@ -16,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use chronicle::amc::{Execution, Status};
+use chronicle::collect::runner::request_for;
 use chronicle::journal::{Journal, WorkItem};
-use chronicle::runner::request_for;
 use chronicle::schedule::Schedule;
 use chrono::NaiveDate;
 use common::verdict;

@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use chronicle::amc::client::{Client, http_client};
-use chronicle::backfill;
+use chronicle::amc::simulator::{self, SimConfig, Simulator};
+use chronicle::collect::backfill;
 use chronicle::journal::Journal;
 use chronicle::schedule::Schedule;
 use chronicle::settings::Settings;
-use chronicle::simulator::{self, SimConfig, Simulator};
 use common::{megabytes, ratio, secs, verdict};
 
 const WEEKS: usize = 520;

@@ -16,11 +16,11 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use chronicle::journal::Journal;
-use chronicle::reconciler;
 use chronicle::schedule::Schedule;
-use chronicle::throwaway_postgres::Cluster;
-use chronicle::tracking::{CollectionRow, WeekRow};
+use chronicle::sync::reconciler;
+use chronicle::throwaway::Cluster;
 use chronicle::warehouse::Warehouse;
+use chronicle::warehouse::rows::{CollectionRow, WeekRow};
 use chrono::NaiveDate;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -138,7 +138,7 @@ async fn run() -> Result<()> {
 /// The one place the bench calls `Warehouse::connect`, whose signature is
 /// about to gain a TLS argument.
 async fn open_warehouse(url: &str) -> Result<Warehouse> {
-    Ok(Warehouse::connect(url, &chronicle::postgres_tls::TlsOptions::default()).await?)
+    Ok(Warehouse::connect(url, &chronicle::warehouse::tls::TlsOptions::default()).await?)
 }
 
 /// A plain client for ways 2 and 3, the seeding and the checks.

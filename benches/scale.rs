@@ -21,11 +21,11 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use chronicle::identity;
+use chronicle::collect::runner::request_for;
 use chronicle::journal::Journal;
-use chronicle::runner::request_for;
+use chronicle::journal::identity;
 use chronicle::schedule::Schedule;
-use chronicle::week;
+use chronicle::schedule::week;
 use chrono::{DateTime, Days, NaiveDate, SecondsFormat, Utc};
 use common::{megabytes, ms, ratio, secs, thousands, verdict};
 use rusqlite::{Connection, params};

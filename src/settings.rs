@@ -13,7 +13,7 @@ use figment::providers::{Env, Format, Serialized, Toml};
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use crate::postgres_tls::{self, TlsMode, TlsOptions};
+use crate::warehouse::tls::{self, TlsMode, TlsOptions};
 
 /// A configuration problem, named by file and key where figment knows them.
 #[derive(Debug, thiserror::Error)]
@@ -104,8 +104,8 @@ pub struct AmcSettings {
 }
 
 impl AmcSettings {
-    pub fn retry_policy(&self) -> crate::amc::retry::RetryPolicy {
-        crate::amc::retry::RetryPolicy {
+    pub fn retry_policy(&self) -> crate::amc::client::retry::RetryPolicy {
+        crate::amc::client::retry::RetryPolicy {
             attempts: self.retry_attempts,
             max_elapsed: self.retry_max_elapsed,
             min_delay: self.retry_min_delay,
@@ -123,7 +123,7 @@ pub struct PostgresSettings {
     /// is reached over the internet with a password, so it is encrypted by
     /// default. Unset: the URL's own `sslmode=disable|require`, else
     /// `require` when `ca_file` is set or the host is not this machine, else
-    /// `disable` (see `postgres_tls::TlsOptions::mode_for`). Set, it wins
+    /// `disable` (see `tls::TlsOptions::mode_for`). Set, it wins
     /// over any `sslmode` in the URL.
     pub tls: Option<TlsMode>,
     /// PEM file of the CA to trust instead of this machine's roots: Supabase
@@ -304,7 +304,7 @@ impl Settings {
         // anything is sent, like every other configuration mistake. It is
         // read again at each connection.
         if let Some(path) = &settings.postgres.ca_file {
-            postgres_tls::read_ca_file(path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
+            tls::read_ca_file(path).map_err(|e| ConfigError::Invalid(e.to_string()))?;
         }
         Ok(settings)
     }

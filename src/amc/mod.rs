@@ -7,8 +7,7 @@
 
 pub mod client;
 pub mod result;
-pub mod retry;
-pub mod token;
+pub mod simulator;
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -248,7 +247,7 @@ impl ApiError {
 }
 
 /// The AMC reporting API for one advertiser account. Implemented by the HTTP
-/// [`client::Client`] and by the [`crate::simulator::Simulator`].
+/// [`client::Client`] and by the [`crate::amc::simulator::Simulator`].
 pub trait Api: Send + Sync {
     fn create(
         &self,

@@ -14,8 +14,8 @@ use serde::Serialize;
 use serde_json::json;
 
 use super::{Journal, Result, chain, parse_timestamp, timestamp};
-use crate::firing::Reason;
-use crate::identity;
+use crate::journal::identity;
+use crate::schedule::firing::Reason;
 
 /// What `chronicle schedules` shows of a schedule's past.
 #[derive(Debug, Clone, Default, Serialize)]

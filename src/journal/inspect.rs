@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Journal, Result};
-use crate::identity;
+use crate::journal::identity;
 
 /// One week as `chronicle weeks` lists it.
 #[derive(Debug, Clone, Serialize)]

@@ -7,9 +7,11 @@
 
 mod chain;
 mod firings;
+pub mod identity;
 mod inspect;
 mod lock;
 mod read;
+pub mod replay;
 mod write;
 
 use std::fs::File;

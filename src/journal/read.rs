@@ -12,8 +12,8 @@ use super::{
     ChainBreak, Journal, OpenAttempt, Phase, Result, WorkItem, chain, parse_date, parse_timestamp,
 };
 use crate::amc::{CreateExecution, Status};
-use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
-use crate::week;
+use crate::schedule::week;
+use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, WeekRow};
 
 /// One change waiting for Postgres: which row, and the sequence number of
 /// the change.
@@ -127,7 +127,7 @@ pub struct SyncedValues {
     /// The `journal_seq` of the state shown (filled in with `values`).
     pub journal_seq: Option<i64>,
     /// The tracking values of that state, replayed from the events
-    /// (filled in by `inspection::lineage`).
+    /// (filled in by `inspect::lineage`).
     pub values: Option<serde_json::Value>,
 }
 

@@ -11,9 +11,9 @@ use super::{
     Journal, OpenAttempt, OutboxEntry, Phase, Result, WorkItem, chain, parse_date, timestamp,
 };
 use crate::amc::{CreateExecution, Execution, Status};
-use crate::identity;
+use crate::journal::identity;
 use crate::schedule::Schedule;
-use crate::week;
+use crate::schedule::week;
 
 /// An open attempt `chronicle cancel` may end, with where it belongs.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use chronicle::amc::Api;
-use chronicle::simulator::{self, Faults, RunningSimulator, SimConfig, Simulator};
+use chronicle::amc::simulator::{self, Faults, RunningSimulator, SimConfig, Simulator};
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{command, run_chronicle, schedule, text};

@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use chronicle::amc::client::{Client, http_client};
+use chronicle::amc::simulator::{self, Faults, RunningSimulator, SimConfig, Simulator};
 use chronicle::amc::{Api, ApiError, CreateExecution, Status};
 use chronicle::settings::Settings;
-use chronicle::simulator::{self, Faults, RunningSimulator, SimConfig, Simulator};
 
 const INSTANCE: &str = "amctest01";
 

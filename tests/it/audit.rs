@@ -67,7 +67,7 @@ async fn a_clean_backfill_audits_clean_against_the_log_and_postgres() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retries_failures_and_adopted_executions_replay_to_the_same_state_tables() {
-    let sim = chronicle::simulator::SimConfig {
+    let sim = chronicle::amc::simulator::SimConfig {
         // High enough that ten weeks see both, whatever order runs them in.
         failure_rate: 0.5,
         drop_create_rate: 0.5,

@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 
 use chronicle::amc::Api;
-use chronicle::identity;
-use chronicle::simulator::SimConfig;
+use chronicle::amc::simulator::SimConfig;
+use chronicle::journal::identity;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{connect, quick_sim, schedule, spawn_app, text};

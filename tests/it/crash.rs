@@ -5,11 +5,11 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use chronicle::amc::simulator::SimConfig;
 use chronicle::amc::{Api, Status};
+use chronicle::collect::runner::request_for;
 use chronicle::journal::Journal;
-use chronicle::runner::request_for;
 use chronicle::schedule::Schedule;
-use chronicle::simulator::SimConfig;
 use chrono::Utc;
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};

@@ -7,8 +7,8 @@ use std::process::Output;
 use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
-use chronicle::simulator::{self, LedgerEntry, RunningSimulator, SimConfig, Simulator};
-use chronicle::throwaway_postgres::Cluster;
+use chronicle::amc::simulator::{self, LedgerEntry, RunningSimulator, SimConfig, Simulator};
+use chronicle::throwaway::Cluster;
 use tokio_postgres::NoTls;
 
 /// One cluster for the whole test binary; every test gets its own database.

@@ -89,7 +89,7 @@ fn planning_after_week_start_changed_adds_every_week_of_the_new_alignment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn status_totals_equal_a_count_of_the_journal_after_failures_and_retries() {
     let app = crate::helpers::spawn_app(
-        chronicle::simulator::SimConfig {
+        chronicle::amc::simulator::SimConfig {
             failure_rate: 0.4,
             ..crate::helpers::quick_sim()
         },

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::{Child, Command};
 use std::time::Duration;
 
-use chronicle::throwaway_postgres::Cluster;
+use chronicle::throwaway::Cluster;
 use chrono::{Days, Utc, Weekday};
 
 use crate::helpers::{
@@ -23,7 +23,7 @@ async fn a_refused_row_is_quarantined_while_the_others_land_and_retry_requeues_i
     let app = spawn_app(quick_sim(), &schedule(4, 0)).await;
     let migrated = app.chronicle(&["migrate"]).await;
     assert_eq!(migrated.status.code(), Some(0), "{}", text(&migrated));
-    let latest = chronicle::week::latest_due(Utc::now().date_naive(), Weekday::Mon, 14);
+    let latest = chronicle::schedule::week::latest_due(Utc::now().date_naive(), Weekday::Mon, 14);
     let refused_week = latest - Days::new(14);
     let pg = connect(&app.database_url).await;
     pg.batch_execute(&format!(
@@ -143,7 +143,7 @@ async fn postgres_stopped_mid_run_of_the_daemon_and_started_again_loses_nothing(
         .unwrap()
         .unwrap_or_else(|e| panic!("{e}"));
     let url = fresh_database(&cluster.url("postgres")).await;
-    let sim = chronicle::simulator::SimConfig {
+    let sim = chronicle::amc::simulator::SimConfig {
         execution_duration: Duration::from_millis(400),
         ..quick_sim()
     };

@@ -1,11 +1,11 @@
 //! The reconciler against a real Postgres: outages lose nothing (I4), and an
 //! older journal state never overwrites a newer one (I3).
 
+use chronicle::amc::simulator::SimConfig;
 use chronicle::journal::Journal;
-use chronicle::postgres_tls::TlsOptions;
-use chronicle::simulator::SimConfig;
-use chronicle::throwaway_postgres::Cluster;
+use chronicle::throwaway::Cluster;
 use chronicle::warehouse::Warehouse;
+use chronicle::warehouse::tls::TlsOptions;
 
 use crate::helpers::{
     connect, fresh_database, quick_sim, schedule, spawn_app, spawn_app_with_database, text,
@@ -129,7 +129,7 @@ async fn an_older_journal_state_never_overwrites_a_newer_row() {
 }
 
 /// Every week's current state, by marking them all changed in the outbox.
-fn newest_batch(journal: &Journal) -> chronicle::tracking::Batch {
+fn newest_batch(journal: &Journal) -> chronicle::warehouse::rows::Batch {
     let connection = rusqlite::Connection::open(journal.path()).unwrap();
     connection
         .execute_batch(

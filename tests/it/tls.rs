@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, OnceLock};
 
-use chronicle::postgres_tls::{TlsMode, TlsOptions};
-use chronicle::throwaway_postgres::Cluster;
+use chronicle::throwaway::Cluster;
+use chronicle::warehouse::tls::{TlsMode, TlsOptions};
 use chronicle::warehouse::{Warehouse, WarehouseError};
 
 use crate::helpers::{

@@ -7,12 +7,12 @@
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 
 use crate::audit::AuditReport;
-use crate::backfill::{Summary, SyncOutcome};
-use crate::drift::DriftReport;
-use crate::evidence::Verdict;
+use crate::audit::evidence::Verdict;
+use crate::collect::backfill::{Summary, SyncOutcome};
 use crate::journal::{
     Event, ExecutionLine, Lineage, Quarantined, StatusReport, SyncedValues, WeekLine,
 };
+use crate::sync::drift::DriftReport;
 
 fn table(header: &[&str]) -> Table {
     let mut table = Table::new();

@@ -4,6 +4,9 @@
 //! It does not decide which weeks are due (see `week`) nor fire cron jobs
 //! (see `daemon`).
 
+pub mod firing;
+pub mod week;
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
@@ -239,7 +242,7 @@ pub fn find(dir: &Path, name: &str, today: NaiveDate) -> Result<Schedule, Schedu
 
 /// The parser the daemon's timer uses, so what passes here fires there.
 fn validate_cron(expression: &str) -> Result<(), String> {
-    crate::firing::parse_cron(expression).map(|_| ())
+    crate::schedule::firing::parse_cron(expression).map(|_| ())
 }
 
 /// toml's own text shows the offending line, so the key is always named.

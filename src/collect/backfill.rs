@@ -11,12 +11,12 @@ use chrono::{NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::amc::Api;
-use crate::firing::Reason;
+use crate::collect::runner::{Limits, RunError, RunReport, Runner, request_for};
 use crate::journal::{Journal, JournalError, Plan};
-use crate::reconciler::{self, SyncReport};
-use crate::runner::{Limits, RunError, RunReport, Runner, request_for};
 use crate::schedule::Schedule;
+use crate::schedule::firing::Reason;
 use crate::settings::Settings;
+use crate::sync::reconciler::{self, SyncReport};
 
 /// What happened to the sync after the run.
 #[derive(Debug)]

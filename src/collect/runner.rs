@@ -21,7 +21,7 @@ use crate::amc::result::{FetchError, FetchOptions};
 use crate::amc::{self, Api, ApiError, CreateExecution, Execution, ListQuery, Status};
 use crate::journal::{Journal, JournalError, OpenAttempt, Phase, Plan, WorkItem};
 use crate::schedule::Schedule;
-use crate::week;
+use crate::schedule::week;
 
 /// Executions created up to this long before the intent was journaled are
 /// still considered for adoption: host and AMC clocks disagree a little.

@@ -4,6 +4,9 @@
 //! Owns wiring only: each command loads what it needs and calls the module
 //! that does the work.
 
+pub mod inspect;
+pub mod render;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -14,16 +17,16 @@ use chrono::Utc;
 use clap::{Parser, Subcommand};
 
 use crate::amc::client::{Client, http_client};
-use crate::backfill;
-use crate::drift;
-use crate::export::{Format, What};
-use crate::inspection;
+use crate::audit::export::{Format, What};
+use crate::collect::backfill;
+use crate::sync::drift;
+
 use crate::journal::{EventFilter, ExecutionFilter, Journal, JournalError};
-use crate::reconciler;
-use crate::report;
+use crate::sync::reconciler;
+
+use crate::amc::simulator::{self, SimConfig, Simulator};
 use crate::schedule::{self, ScheduleError};
 use crate::settings::{ConfigError, Settings};
-use crate::simulator::{self, SimConfig, Simulator};
 use crate::warehouse::Warehouse;
 
 /// chronicle: week-by-week Amazon Marketing Cloud collections, journaled
@@ -133,7 +136,7 @@ pub enum Command {
         #[arg(long)]
         status: Option<String>,
         /// A date (YYYY-MM-DD) or RFC 3339 time.
-        #[arg(long, value_parser = inspection::parse_since)]
+        #[arg(long, value_parser = inspect::parse_since)]
         since: Option<String>,
         #[arg(long)]
         json: bool,
@@ -141,7 +144,7 @@ pub enum Command {
     /// The raw event log, oldest first (one JSON object a line with --json).
     Events {
         /// A date (YYYY-MM-DD) or RFC 3339 time.
-        #[arg(long, value_parser = inspection::parse_since)]
+        #[arg(long, value_parser = inspect::parse_since)]
         since: Option<String>,
         /// Only events of this kind, e.g. attempt.succeeded.
         #[arg(long)]
@@ -168,7 +171,7 @@ pub enum Command {
         #[arg(long)]
         schedule: Option<String>,
         /// Evidence from the first event at or after this date or time.
-        #[arg(long, value_parser = inspection::parse_since, requires = "evidence")]
+        #[arg(long, value_parser = inspect::parse_since, requires = "evidence")]
         since: Option<String>,
     },
     /// Verify the hash chain, the state tables against the event log and,
@@ -209,7 +212,7 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
                 Some(JournalError::Foreign { .. })
             )
             || cause
-                .downcast_ref::<crate::cancel::CancelError>()
+                .downcast_ref::<crate::collect::cancel::CancelError>()
                 .is_some_and(|e| e.is_bad_input())
     });
     ExitCode::from(if bad_input { 2 } else { 1 })
@@ -256,11 +259,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&status)?);
             } else {
-                print!("{}", report::status(&status));
+                print!("{}", render::status(&status));
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Lineage { key, json } => inspection::lineage(&settings(&cli)?, key, *json),
+        Command::Lineage { key, json } => inspect::lineage(&settings(&cli)?, key, *json),
         Command::Run => {
             let settings = settings(&cli)?;
             let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;
@@ -279,7 +282,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if *json {
                 println!("{}", serde_json::to_string_pretty(&listing)?);
             } else {
-                print!("{}", report::schedules(&listing));
+                print!("{}", render::schedules(&listing));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -310,7 +313,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Ok(ExitCode::SUCCESS)
                 }
                 None => {
-                    print!("{}", report::quarantine(&journal.quarantined()?));
+                    print!("{}", render::quarantine(&journal.quarantined()?));
                     Ok(ExitCode::SUCCESS)
                 }
             }
@@ -319,7 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             schedule,
             grid,
             json,
-        } => inspection::weeks(&settings(&cli)?, schedule, *grid, *json),
+        } => inspect::weeks(&settings(&cli)?, schedule, *grid, *json),
         Command::Executions {
             schedule,
             status,
@@ -331,7 +334,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 status: status.clone(),
                 since: since.clone(),
             };
-            inspection::executions(&settings(&cli)?, &filter, *json)
+            inspect::executions(&settings(&cli)?, &filter, *json)
         }
         Command::Events {
             since,
@@ -344,7 +347,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 since: since.clone(),
                 kind: kind.clone(),
             };
-            inspection::events(&settings(&cli)?, filter, *follow, *json, shutdown_signal()).await
+            inspect::events(&settings(&cli)?, filter, *follow, *json, shutdown_signal()).await
         }
         Command::Export {
             what,
@@ -354,31 +357,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             schedule,
             since,
         } => match (what, evidence) {
-            (_, Some(file)) => inspection::export_evidence(
+            (_, Some(file)) => inspect::export_evidence(
                 &settings(&cli)?,
                 file,
                 schedule.as_deref(),
                 since.as_deref(),
             ),
-            (Some(what), None) => inspection::export(
+            (Some(what), None) => inspect::export(
                 &settings(&cli)?,
                 *what,
                 *format,
                 schedule.as_deref(),
                 out.as_deref(),
             ),
-            (None, None) => Err(inspection::bad_export_arguments().into()),
+            (None, None) => Err(inspect::bad_export_arguments().into()),
         },
         Command::Audit {
             evidence: Some(file),
             expect_head,
             json,
-        } => inspection::audit_evidence(file, expect_head.as_deref(), *json),
+        } => inspect::audit_evidence(file, expect_head.as_deref(), *json),
         Command::Audit {
             evidence: None,
             json,
             ..
-        } => inspection::audit(&settings(&cli)?, *json).await,
+        } => inspect::audit(&settings(&cli)?, *json).await,
         Command::AmcSim {
             listen,
             execution_duration,
@@ -419,7 +422,7 @@ async fn backfill_command(
     let journal = Journal::open(&settings.journal.path)?;
     let api = Client::new(&settings.amc, http_client());
     let summary = backfill::run(settings, &journal, api, &schedule, "backfill").await?;
-    print!("{}", report::backfill(&schedule.name, &summary));
+    print!("{}", render::backfill(&schedule.name, &summary));
     Ok(outcome(summary.report.failed.is_empty()))
 }
 
@@ -427,7 +430,7 @@ async fn cancel_command(settings: &Settings, key: &str, fail: bool) -> anyhow::R
     settings.require_amc_credentials()?;
     let journal = Journal::open(&settings.journal.path)?;
     let api = Client::new(&settings.amc, http_client());
-    let done = crate::cancel::cancel(&journal, &api, key, fail).await?;
+    let done = crate::collect::cancel::cancel(&journal, &api, key, fail).await?;
     println!(
         "cancelled AMC execution {} ({} week {}, attempt {}); the week is now {}",
         done.amc_execution_id, done.collection, done.week_start, done.attempt_id, done.week_status
@@ -452,7 +455,7 @@ async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
     } else {
-        print!("{}", report::drift(&found));
+        print!("{}", render::drift(&found));
     }
     Ok(outcome(!found.has_drift()))
 }
@@ -486,14 +489,14 @@ async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {
             let refused = report.quarantined > 0;
             print!(
                 "{}",
-                report::sync_line(&backfill::SyncOutcome::Synced(report), pending)
+                render::sync_line(&backfill::SyncOutcome::Synced(report), pending)
             );
             Ok(outcome(!refused))
         }
         Err(e) => {
             print!(
                 "{}",
-                report::sync_line(&backfill::SyncOutcome::Failed(e.to_string()), pending)
+                render::sync_line(&backfill::SyncOutcome::Failed(e.to_string()), pending)
             );
             Ok(ExitCode::from(1))
         }

@@ -10,7 +10,7 @@ use std::time::Duration;
 use rand::RngExt;
 use tokio::time::Instant;
 
-use super::ApiError;
+use crate::amc::ApiError;
 
 /// Bounds on repeating one call, from the `[amc]` retry keys.
 #[derive(Debug, Clone, Copy)]

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use tokio::sync::Mutex;
 use tokio::time::Instant;
 
-use super::ApiError;
 use super::retry::retry_after;
+use crate::amc::ApiError;
 
 /// Refresh this long before the token says it expires, so a request that
 /// starts with a token never arrives with an expired one.

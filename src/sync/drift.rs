@@ -10,7 +10,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
-use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
+use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, WeekRow};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {

@@ -109,7 +109,7 @@ async fn metrics(State((journal, _)): State<(Journal, bool)>) -> Response {
     match snapshot {
         Ok(Ok(snapshot)) => (
             [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-            crate::metrics::render(&snapshot),
+            crate::daemon::metrics::render(&snapshot),
         )
             .into_response(),
         Ok(Err(e)) => (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response(),

@@ -15,14 +15,14 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
+use crate::audit::evidence;
+use crate::audit::export::{self, Format, What};
 use crate::audit::{self, Finding};
-use crate::drift;
-use crate::evidence;
-use crate::export::{self, Format, What};
+use crate::cli::render;
+use crate::journal::replay::Replay;
 use crate::journal::{ChainHead, Event, EventFilter, ExecutionFilter, Journal, WeekView};
-use crate::replay::Replay;
-use crate::report;
 use crate::settings::{ConfigError, Settings};
+use crate::sync::drift;
 use crate::warehouse::Warehouse;
 
 /// How often `events --follow` looks for new events.
@@ -100,9 +100,9 @@ pub fn weeks(
     } else if grid {
         let stdout = std::io::stdout();
         let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        report::week_grid(schedule, &weeks, colour)
+        render::week_grid(schedule, &weeks, colour)
     } else {
-        report::weeks(schedule, &weeks)
+        render::weeks(schedule, &weeks)
     };
     finish(emit(&mut std::io::stdout().lock(), &text))?;
     Ok(ExitCode::SUCCESS)
@@ -118,7 +118,7 @@ pub fn executions(
     let text = if json {
         format!("{}\n", serde_json::to_string_pretty(&lines)?)
     } else {
-        report::executions(&lines)
+        render::executions(&lines)
     };
     finish(emit(&mut std::io::stdout().lock(), &text))?;
     Ok(ExitCode::SUCCESS)
@@ -141,7 +141,7 @@ pub async fn events(
             let line = if json {
                 format!("{}\n", serde_json::to_string(&event)?)
             } else {
-                report::event_line(&event)
+                render::event_line(&event)
             };
             Ok(emit(&mut out, &line)?)
         });
@@ -251,7 +251,7 @@ pub fn lineage(settings: &Settings, key: &str, json: bool) -> anyhow::Result<Exi
     if json {
         println!("{}", serde_json::to_string_pretty(&lineage)?);
     } else {
-        print!("{}", report::lineage(&lineage));
+        print!("{}", render::lineage(&lineage));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -359,7 +359,7 @@ pub fn audit_evidence(
     if json {
         println!("{}", serde_json::to_string_pretty(&verdict)?);
     } else {
-        print!("{}", report::evidence(&verdict));
+        print!("{}", render::evidence(&verdict));
     }
     Ok(ExitCode::from(if verdict.ok() { 0 } else { 1 }))
 }
@@ -405,7 +405,7 @@ pub async fn audit(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> 
     if json {
         println!("{}", serde_json::to_string_pretty(&report)?);
     } else {
-        print!("{}", report::audit(&report));
+        print!("{}", render::audit(&report));
     }
     Ok(ExitCode::from(if report.clean() { 0 } else { 1 }))
 }

@@ -7,6 +7,9 @@
 //! Owns the loop, signals and shutdown. What to decide is `firing`'s; what a
 //! run does is the runner's; what reaches Postgres is the reconciler's.
 
+pub mod http;
+pub mod metrics;
+
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -20,12 +23,12 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
 
 use crate::amc::Api;
-use crate::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
+use crate::collect::runner::{Limits, RunError, RunReport, Runner};
 use crate::journal::Journal;
-use crate::reconciler;
-use crate::runner::{Limits, RunError, RunReport, Runner};
+use crate::schedule::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
 use crate::schedule::{self, Schedule};
 use crate::settings::Settings;
+use crate::sync::reconciler;
 
 /// What the outside world asks of the daemon (signals, or a test).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -289,7 +292,7 @@ impl<A: Api + Clone + 'static> Daemon<A> {
                 .unwrap_or(self.settings.scheduler.catchup_window);
             let since = record.last_decision_at.or(record.armed_at);
             let missed = firing::missed(&timer.cron, timer.tz, since, now, window);
-            let collection = crate::identity::collection_id(&schedule.name);
+            let collection = crate::journal::identity::collection_id(&schedule.name);
             let open = self
                 .journal
                 .work(collection)?
@@ -340,7 +343,7 @@ pub async fn run<A: Api + Clone + 'static>(
     };
     let http = match settings.http.listen {
         Some(listen) => Some(
-            crate::http::serve(
+            crate::daemon::http::serve(
                 listen,
                 journal.clone(),
                 settings.postgres_url().is_some(),

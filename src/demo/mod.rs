@@ -11,15 +11,15 @@ use std::time::Duration;
 use anyhow::Context;
 use secrecy::SecretString;
 
-use crate::backfill::{self, SyncOutcome};
+use crate::amc::simulator::{self, SimConfig, Simulator};
+use crate::cli::render;
+use crate::collect::backfill::{self, SyncOutcome};
 use crate::journal::Journal;
-use crate::report;
 use crate::schedule::Schedule;
 use crate::settings::Settings;
-use crate::simulator::{self, SimConfig, Simulator};
-use crate::throwaway_postgres::{self, Cluster};
+use crate::throwaway::{self, Cluster};
 
-const EXAMPLE_SCHEDULE: &str = include_str!("../schedules/example.toml");
+const EXAMPLE_SCHEDULE: &str = include_str!("../../schedules/example.toml");
 
 pub async fn run(dir: &Path) -> anyhow::Result<bool> {
     prepare(dir)?;
@@ -63,7 +63,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<bool> {
     let rows: i64 = status.collections.iter().map(|c| c.rows_collected).sum();
 
     println!();
-    print!("{}", report::backfill(&schedule.name, &summary));
+    print!("{}", render::backfill(&schedule.name, &summary));
     println!("weeks completed:      {}", summary.report.completed.len());
     println!("AMC executions:       {}", status.executions);
     println!("rows collected:       {rows}");
@@ -125,7 +125,7 @@ poll_interval = "200ms"
 }
 
 async fn start_postgres() -> Option<Cluster> {
-    if !throwaway_postgres::binaries_available() {
+    if !throwaway::binaries_available() {
         return None;
     }
     match tokio::task::spawn_blocking(Cluster::start).await {

@@ -7,12 +7,15 @@
 //! Owns the findings; the replay rules are `replay`'s. Reading is the journal's and the
 //! warehouse's; the row comparison with Postgres is `drift`'s.
 
+pub mod evidence;
+pub mod export;
+
 use std::collections::BTreeMap;
 
 use serde::Serialize;
 
+use crate::journal::replay::{Replay, STATE_KINDS};
 use crate::journal::{ChainHead, Event, EventFilter, Journal, JournalError, StateTables};
-use crate::replay::{Replay, STATE_KINDS};
 
 /// One thing the audit could not reconcile.
 #[derive(Debug, Clone, Serialize)]

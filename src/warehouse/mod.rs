@@ -6,6 +6,9 @@
 //! owns the Postgres migrations. Statements are sent unnamed
 //! (`*_typed`), so the transaction-mode pooler of Supabase can carry them.
 
+pub mod rows;
+pub mod tls;
+
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
@@ -14,8 +17,8 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use chrono::NaiveDate;
 
-use crate::postgres_tls::{self, CaFileError, TlsOptions, TlsSetupError};
-use crate::tracking::{Batch, CollectionRow, ExecutionRow, WeekRow};
+use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, WeekRow};
+use tls::{CaFileError, TlsOptions, TlsSetupError};
 
 mod embedded {
     refinery::embed_migrations!("migrations/postgres");
@@ -52,12 +55,12 @@ impl Warehouse {
         config.connect_timeout(Duration::from_secs(10));
         let mode = tls.mode_for(&config);
         let url_mode = config.get_ssl_mode();
-        if url_mode != SslMode::Prefer && url_mode != postgres_tls::ssl_mode(mode) {
+        if url_mode != SslMode::Prefer && url_mode != tls::ssl_mode(mode) {
             tracing::debug!(tls = %mode, "`postgres.tls` overrides the sslmode of `postgres.url`");
         }
-        config.ssl_mode(postgres_tls::ssl_mode(mode));
+        config.ssl_mode(tls::ssl_mode(mode));
         let target = describe_target(&config);
-        let failed = |e: tokio_postgres::Error| match postgres_tls::tls_failure(&e) {
+        let failed = |e: tokio_postgres::Error| match tls::tls_failure(&e) {
             Some(why) => WarehouseError::Tls {
                 target: hosts_and_ports(&config),
                 why,
@@ -67,14 +70,13 @@ impl Warehouse {
                 why: error_text(&e),
             },
         };
-        let connector =
-            postgres_tls::connector(mode, tls.ca_file.as_deref()).map_err(|e| match e {
-                TlsSetupError::CaFile(e) => WarehouseError::CaFile(e),
-                other => WarehouseError::Tls {
-                    target: hosts_and_ports(&config),
-                    why: other.to_string(),
-                },
-            })?;
+        let connector = tls::connector(mode, tls.ca_file.as_deref()).map_err(|e| match e {
+            TlsSetupError::CaFile(e) => WarehouseError::CaFile(e),
+            other => WarehouseError::Tls {
+                target: hosts_and_ports(&config),
+                why: other.to_string(),
+            },
+        })?;
         // Two arms because the connection's type depends on the connector.
         let mut client = match connector {
             None => {

@@ -12,7 +12,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::journal::{Journal, JournalError, OutboxEntry};
-use crate::postgres_tls::TlsOptions;
+use crate::warehouse::tls::TlsOptions;
 use crate::warehouse::{Warehouse, WarehouseError};
 
 /// Longest wait between sync attempts while Postgres is away.

@@ -13,14 +13,17 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
-use super::retry::{Gate, RetryPolicy, retry, retry_after};
-use super::token::TokenSource;
+pub mod retry;
+mod token;
+
 use super::{
     Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
     Status,
 };
-use crate::metrics;
+use crate::daemon::metrics;
 use crate::settings::AmcSettings;
+use retry::{Gate, RetryPolicy, retry, retry_after};
+use token::TokenSource;
 
 /// Builds the HTTP client every outbound call shares: rustls with the
 /// platform's roots, bounded waits so no call can hang an attempt. There is

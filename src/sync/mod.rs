@@ -1,0 +1,8 @@
+//! Journal to Postgres: the reconciler that drains the outbox batch by
+//! batch, and the drift comparison behind `verify` and `audit`.
+//!
+//! Owns the order and bookkeeping of a sync. The SQL is the warehouse's;
+//! the rows and their states are the journal's.
+
+pub mod drift;
+pub mod reconciler;
