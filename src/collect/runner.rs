@@ -621,11 +621,7 @@ impl<A: Api> WeekRun<A> {
             };
             let error = match fetched {
                 Ok(summary) => {
-                    self.journal.record_succeeded(
-                        attempt,
-                        summary.record_count,
-                        &summary.checksum,
-                    )?;
+                    self.journal.record_succeeded(attempt, &summary)?;
                     return Ok(Outcome::Succeeded);
                 }
                 Err(e @ FetchError::TooLarge { .. }) => {

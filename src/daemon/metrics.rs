@@ -1,31 +1,14 @@
 //! Prometheus text for /metrics: tracking state read from the journal, and
-//! in-process counters (AMC request errors by class) that other modules
-//! bump through cheap global hooks.
+//! the process's own counters (`telemetry::counters`).
 //!
-//! Owns the counters and the text format. It reads the journal through
+//! Owns the text format. It reads the journal through
 //! `Journal::metrics_snapshot` and never writes anything.
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::sync::Mutex;
 
 use crate::journal::MetricsSnapshot;
-
-/// AMC request errors by class since the process started. A Mutex over a
-/// handful of keys: errors are rare, so contention is not a concern.
-static AMC_ERRORS: Mutex<BTreeMap<&'static str, u64>> = Mutex::new(BTreeMap::new());
-
-/// Counts one failed AMC request. `class` is `ApiError::class()`:
-/// `throttled`, `unauthorized`, `server`, `client`, `no_answer`,
-/// `unreachable`, `malformed` or `auth`.
-pub fn amc_request_error(class: &'static str) {
-    let mut errors = AMC_ERRORS.lock().unwrap_or_else(|p| p.into_inner());
-    *errors.entry(class).or_default() += 1;
-}
-
-fn amc_errors() -> BTreeMap<&'static str, u64> {
-    AMC_ERRORS.lock().unwrap_or_else(|p| p.into_inner()).clone()
-}
+use crate::telemetry::counters::amc_errors;
 
 /// The whole /metrics page.
 pub fn render(snapshot: &MetricsSnapshot) -> String {
@@ -114,6 +97,7 @@ fn label_set(label: &str, value: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::telemetry::counters::amc_request_error;
 
     #[test]
     fn amc_errors_are_counted_by_class_and_rendered() {

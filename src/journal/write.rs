@@ -10,6 +10,7 @@ use uuid::Uuid;
 use super::{
     Journal, OpenAttempt, OutboxEntry, Phase, Result, WorkItem, chain, parse_date, timestamp,
 };
+use crate::amc::result::Summary as ResultSummary;
 use crate::amc::{CreateExecution, Execution, Status};
 use crate::journal::identity;
 use crate::schedule::Schedule;
@@ -459,12 +460,9 @@ impl Journal {
     }
 
     /// The result was fetched and checked: the attempt and its week are done.
-    pub fn record_succeeded(
-        &self,
-        attempt: &OpenAttempt,
-        record_count: u64,
-        data_checksum: &str,
-    ) -> Result<()> {
+    pub fn record_succeeded(&self, attempt: &OpenAttempt, result: &ResultSummary) -> Result<()> {
+        let record_count = result.record_count;
+        let data_checksum = result.checksum.as_str();
         let count = i64::try_from(record_count).map_err(|e| self.invalid(e.to_string()))?;
         self.change(|c| {
             let seq = c.event(

@@ -20,8 +20,8 @@ use super::{
     Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
     Status,
 };
-use crate::daemon::metrics;
 use crate::settings::AmcSettings;
+use crate::telemetry::counters;
 use retry::{Gate, RetryPolicy, retry, retry_after};
 use token::TokenSource;
 
@@ -101,7 +101,7 @@ impl Client {
     ) -> Result<Vec<u8>, ApiError> {
         let answer = match self.call_once(method.clone(), path, query, body).await {
             Err(Failure::Unauthorized) => {
-                metrics::amc_request_error("unauthorized");
+                counters::amc_request_error("unauthorized");
                 match self.call_once(method, path, query, body).await {
                     Err(Failure::Unauthorized) => Err(ApiError::Refused {
                         status: 401,
@@ -116,7 +116,7 @@ impl Client {
             Ok(bytes) => Ok(bytes),
         };
         if let Err(e) = &answer {
-            metrics::amc_request_error(e.class());
+            counters::amc_request_error(e.class());
         }
         answer
     }

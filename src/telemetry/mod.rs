@@ -5,6 +5,8 @@
 //!
 //! Owns subscriber setup only; modules log through `tracing` directly.
 
+pub mod counters;
+
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
