@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::journal::{
-    ChainHead, Event, EventFilter, GENESIS, Journal, JournalError, LinkFault, link_fault,
+    ChainHead, EventFilter, GENESIS, Journal, JournalError, LinkFault, StoredEvent, link_fault,
 };
 
 pub const FORMAT: &str = "chronicle-evidence";
@@ -136,7 +136,7 @@ pub fn export(
             after_seq: first - 1,
             ..EventFilter::default()
         };
-        journal.each_event(&filter, |event: Event| -> Result<(), EvidenceError> {
+        journal.each_event(&filter, |event: StoredEvent| -> Result<(), EvidenceError> {
             if event.seq > head.seq {
                 return Ok(());
             }
@@ -237,7 +237,7 @@ pub fn verify(path: &Path, expected_head: Option<&str>) -> Result<Verdict, Evide
         if broken {
             continue;
         }
-        let why = match serde_json::from_slice::<Event>(&line) {
+        let why = match serde_json::from_slice::<StoredEvent>(&line) {
             Err(e) => Some(format!("line {line_no} is not an event: {e}")),
             Ok(event) => {
                 let why = check_event(&event, expected_seq, &prev, line_no);
@@ -292,7 +292,12 @@ pub fn verify(path: &Path, expected_head: Option<&str>) -> Result<Verdict, Evide
 }
 
 /// Why `event` does not continue the chain, if it does not.
-fn check_event(event: &Event, expected_seq: i64, prev: &str, line_no: usize) -> Option<String> {
+fn check_event(
+    event: &StoredEvent,
+    expected_seq: i64,
+    prev: &str,
+    line_no: usize,
+) -> Option<String> {
     Some(match link_fault(event, expected_seq, prev)? {
         LinkFault::Missing => format!(
             "event {expected_seq} is missing (line {line_no} holds event {})",

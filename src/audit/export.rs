@@ -11,7 +11,7 @@ use std::io::Write;
 use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::journal::{Event, EventFilter, ExecutionFilter, Journal, JournalError};
+use crate::journal::{EventFilter, ExecutionFilter, Journal, JournalError, StoredEvent};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum What {
@@ -179,7 +179,7 @@ pub fn export(
         }
         What::Events => {
             let mut sink = Sink::new(out, format, EVENT_COLUMNS)?;
-            journal.each_event(&EventFilter::default(), |event: Event| {
+            journal.each_event(&EventFilter::default(), |event: StoredEvent| {
                 sink.row(&serde_json::to_value(&event).expect("events always serialize"))
                     .map_err(ExportError::from)
             })?;

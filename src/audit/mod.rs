@@ -14,8 +14,8 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use crate::journal::replay::{Replay, STATE_KINDS};
-use crate::journal::{ChainHead, Event, EventFilter, Journal, JournalError, StateTables};
+use crate::journal::replay::{Applied, Replay};
+use crate::journal::{ChainHead, EventFilter, Journal, JournalError, StateTables, StoredEvent};
 
 /// One thing the audit could not reconcile.
 #[derive(Debug, Clone, Serialize)]
@@ -87,18 +87,26 @@ pub fn journal(
     }
     let mut replay = Replay::default();
     let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
-    report.events = journal.each_event(&EventFilter::default(), |event: Event| {
+    let mut records: BTreeMap<String, u64> = BTreeMap::new();
+    report.events = journal.each_event(&EventFilter::default(), |event: StoredEvent| {
         progress.inc(1);
-        if STATE_KINDS.contains(&event.kind.as_str()) {
-            replay.apply(event.seq, &event.kind, &event.subject, &event.payload);
-        } else if event.kind != "runner.started" {
-            *unknown.entry(event.kind).or_default() += 1;
+        match replay.apply(event.seq, &event.kind, &event.subject, &event.payload) {
+            Applied::State => {}
+            // Runner starts are bookkeeping of the runs themselves.
+            Applied::Record if event.kind == "runner.started" => {}
+            Applied::Record => *records.entry(event.kind).or_default() += 1,
+            Applied::Unknown => *unknown.entry(event.kind).or_default() += 1,
         }
         Ok::<(), JournalError>(())
     })?;
-    for (kind, count) in unknown {
+    for (kind, count) in records {
         report.notes.push(format!(
             "{count} `{kind}` events change no state table the replay checks"
+        ));
+    }
+    for (kind, count) in unknown {
+        report.notes.push(format!(
+            "{count} `{kind}` events are of a kind this version does not know; they were not replayed"
         ));
     }
     for problem in &replay.problems {

@@ -20,7 +20,7 @@ use crate::audit::export::{self, Format, What};
 use crate::audit::{self, Finding};
 use crate::cli::render;
 use crate::journal::replay::Replay;
-use crate::journal::{ChainHead, Event, EventFilter, ExecutionFilter, Journal, WeekView};
+use crate::journal::{ChainHead, EventFilter, ExecutionFilter, Journal, StoredEvent, WeekView};
 use crate::settings::{ConfigError, Settings};
 use crate::sync::drift;
 use crate::warehouse::Warehouse;
@@ -137,7 +137,7 @@ pub async fn events(
     tokio::pin!(shutdown);
     loop {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-        let walked = journal.each_event(&filter, |event: Event| -> anyhow::Result<()> {
+        let walked = journal.each_event(&filter, |event: StoredEvent| -> anyhow::Result<()> {
             let line = if json {
                 format!("{}\n", serde_json::to_string(&event)?)
             } else {
@@ -383,14 +383,12 @@ pub async fn audit(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> 
                 detail: format!("cannot compare with Postgres: {e}"),
             }),
             Ok(warehouse) => {
-                let ours = journal.all_rows()?;
-                let theirs = warehouse.all_rows().await?;
-                let found = drift::compare(&ours, &theirs, &journal.unsynced()?);
+                let found = drift::check(&journal, &warehouse).await?;
                 for f in found.findings {
                     report.push(Finding {
                         check: "postgres",
                         subject: format!("{} {}", f.entity, f.id),
-                        detail: format!("{}: {}", f.problem, f.detail),
+                        detail: format!("{}: {}", f.problem.as_str(), f.detail),
                     });
                 }
                 let (heads, others) = warehouse.chain_heads(&report.journal_id).await?;

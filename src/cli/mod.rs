@@ -444,13 +444,13 @@ async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow
     })?;
     let journal = Journal::open(&settings.journal.path)?;
     let mut warehouse = Warehouse::connect(url, &settings.postgres_tls()).await?;
-    let mut found = find_drift(&journal, &warehouse).await?;
+    let mut found = drift::check(&journal, &warehouse).await?;
     if repair && found.has_drift() {
         let rows = found.repairable();
         journal.requeue(&rows)?;
         reconciler::drain(&journal, &mut warehouse, settings.reconciler.batch_size).await?;
         println!("re-sent {} rows from the journal", rows.len());
-        found = find_drift(&journal, &warehouse).await?;
+        found = drift::check(&journal, &warehouse).await?;
     }
     if json {
         println!("{}", serde_json::to_string_pretty(&found)?);
@@ -458,15 +458,6 @@ async fn verify_command(settings: &Settings, repair: bool, json: bool) -> anyhow
         print!("{}", render::drift(&found));
     }
     Ok(outcome(!found.has_drift()))
-}
-
-async fn find_drift(
-    journal: &Journal,
-    warehouse: &Warehouse,
-) -> anyhow::Result<drift::DriftReport> {
-    let ours = journal.all_rows()?;
-    let theirs = warehouse.all_rows().await?;
-    Ok(drift::compare(&ours, &theirs, &journal.unsynced()?))
 }
 
 async fn sync_command(settings: &Settings) -> anyhow::Result<ExitCode> {

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::amc::Api;
 use crate::collect::runner::{Limits, RunError, RunReport, Runner, request_for};
+use crate::journal::events::ScheduleFiring;
 use crate::journal::{Journal, JournalError, Plan};
 use crate::schedule::Schedule;
 use crate::schedule::firing::Reason;
@@ -57,12 +58,10 @@ pub async fn run<A: Api + Clone + 'static>(
     let _lock = journal.lock_runner(triggered_by)?;
     let recovering = journal.record_runner_start(triggered_by)?;
     // A person asked: journaled like the daemon's decisions, pause or not.
-    journal.record_firing(
-        &schedule.name,
-        Reason::Manual,
-        Utc::now(),
-        serde_json::json!({"command": triggered_by}),
-    )?;
+    journal.record_firing(ScheduleFiring {
+        command: Some(triggered_by.to_owned()),
+        ..ScheduleFiring::new(&schedule.name, Reason::Manual, Utc::now())
+    })?;
     if recovering > 0 {
         tracing::info!(
             attempts = recovering,
@@ -81,14 +80,9 @@ pub async fn run<A: Api + Clone + 'static>(
     let bar = progress_bar(&schedule.name);
     let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;
     bar.finish_and_clear();
-    let outcome = if report.failed.is_empty() {
-        "completed"
-    } else {
-        "failed"
-    };
     journal.record_run_finished(
         &schedule.name,
-        outcome,
+        report.outcome(),
         report.completed.len(),
         report.failed.len(),
         None,

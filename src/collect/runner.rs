@@ -19,6 +19,7 @@ use tokio::task::JoinSet;
 
 use crate::amc::result::{FetchError, FetchOptions};
 use crate::amc::{self, Api, ApiError, CreateExecution, Execution, ListQuery, Status};
+use crate::journal::events::RunOutcome;
 use crate::journal::{Journal, JournalError, OpenAttempt, Phase, Plan, WorkItem};
 use crate::schedule::Schedule;
 use crate::schedule::week;
@@ -64,6 +65,17 @@ pub struct RunReport {
     /// Weeks that failed after their retries, or whose state could not be
     /// settled this time, with the reason.
     pub failed: Vec<(NaiveDate, String)>,
+}
+
+impl RunReport {
+    /// The run's outcome as `schedule.run_finished` records it.
+    pub fn outcome(&self) -> RunOutcome {
+        if self.failed.is_empty() {
+            RunOutcome::Completed
+        } else {
+            RunOutcome::Failed
+        }
+    }
 }
 
 /// How one attempt ended.

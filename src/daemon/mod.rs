@@ -17,7 +17,7 @@ use anyhow::Context;
 use chrono::{DateTime, Utc};
 use indicatif::ProgressBar;
 use serde::Serialize;
-use serde_json::json;
+
 use tokio::sync::{mpsc, watch};
 use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
@@ -25,6 +25,7 @@ use tracing::Instrument;
 use crate::amc::Api;
 use crate::collect::runner::{Limits, RunError, RunReport, Runner};
 use crate::journal::Journal;
+use crate::journal::events::{DaemonStopped, RunOutcome, ScheduleFiring, SchedulesReloaded};
 use crate::schedule::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
 use crate::schedule::{self, Schedule};
 use crate::settings::Settings;
@@ -173,12 +174,12 @@ impl<A: Api + Clone + 'static> Daemon<A> {
         schedule: &Schedule,
         wanted: Reason,
         at: DateTime<Utc>,
-        detail: serde_json::Value,
+        detail: impl FnOnce(ScheduleFiring) -> ScheduleFiring,
     ) -> anyhow::Result<()> {
         let paused = self.journal.schedule_record(&schedule.name)?.paused;
         let reason = self.decider.decide(&schedule.name, wanted, paused);
         self.journal
-            .record_firing(&schedule.name, reason, at, detail)?;
+            .record_firing(detail(ScheduleFiring::new(&schedule.name, reason, at)))?;
         if !reason.runs() {
             tracing::info!(schedule = %schedule.name, reason = reason.as_str(), scheduled_for = %at, "firing skipped");
             return Ok(());
@@ -234,9 +235,9 @@ impl<A: Api + Clone + 'static> Daemon<A> {
                     format!("the run panicked: {e}")
                 };
                 let outcome = if e.is_cancelled() {
-                    "stopped"
+                    RunOutcome::Stopped
                 } else {
-                    "failed"
+                    RunOutcome::Failed
                 };
                 tracing::error!(schedule = %name, error = %why, "collection run ended early");
                 self.journal
@@ -250,15 +251,10 @@ impl<A: Api + Clone + 'static> Daemon<A> {
         self.decider.finished(&name);
         match result {
             Ok(report) => {
-                let outcome = if report.failed.is_empty() {
-                    "completed"
-                } else {
-                    "failed"
-                };
                 tracing::info!(schedule = %name, completed = report.completed.len(), failed = report.failed.len(), "collection run finished");
                 self.journal.record_run_finished(
                     &name,
-                    outcome,
+                    report.outcome(),
                     report.completed.len(),
                     report.failed.len(),
                     None,
@@ -266,8 +262,13 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             }
             Err(e) => {
                 tracing::error!(schedule = %name, error = %e, "collection run stopped");
-                self.journal
-                    .record_run_finished(&name, "failed", 0, 0, Some(&e.to_string()))?;
+                self.journal.record_run_finished(
+                    &name,
+                    RunOutcome::Failed,
+                    0,
+                    0,
+                    Some(&e.to_string()),
+                )?;
             }
         }
         Ok(())
@@ -299,17 +300,15 @@ impl<A: Api + Clone + 'static> Daemon<A> {
                 .iter()
                 .any(|w| w.open_attempt.is_some());
             match missed {
-                Some(missed) => self.decide(
-                    schedule,
-                    Reason::Catchup,
-                    missed.last,
-                    json!({
-                        "missed_firings": missed.count,
-                        "first_missed": missed.first,
-                        "catchup_window_seconds": window.as_secs(),
-                    }),
-                )?,
-                None if open => self.decide(schedule, Reason::Resume, now, json!({}))?,
+                Some(missed) => self.decide(schedule, Reason::Catchup, missed.last, |firing| {
+                    ScheduleFiring {
+                        missed_firings: Some(missed.count as u64),
+                        first_missed: Some(missed.first),
+                        catchup_window_seconds: Some(window.as_secs()),
+                        ..firing
+                    }
+                })?,
+                None if open => self.decide(schedule, Reason::Resume, now, |firing| firing)?,
                 None => {}
             }
         }
@@ -407,7 +406,7 @@ pub async fn run<A: Api + Clone + 'static>(
             due = firing::next_due(&mut loaded.timers, &clock) => {
                 for (index, at) in due {
                     let schedule = loaded.schedules[index].clone();
-                    daemon.decide(&schedule, Reason::Fired, at, json!({}))?;
+                    daemon.decide(&schedule, Reason::Fired, at, |firing| firing)?;
                 }
             }
             Some(done) = daemon.runs.join_next_with_id() => daemon.joined(done)?,
@@ -472,10 +471,11 @@ pub async fn run<A: Api + Clone + 'static>(
     if let Some(http) = http {
         let _ = http.await;
     }
-    journal.record_scheduler_event(
-        "daemon.stopped",
-        json!({"runs_cut": cut, "final_sync": final_sync, "pid": std::process::id()}),
-    )?;
+    journal.record_daemon_stopped(DaemonStopped {
+        runs_cut: cut,
+        final_sync,
+        pid: std::process::id(),
+    })?;
     Ok(())
 }
 
@@ -516,18 +516,20 @@ fn reload(
     match fresh {
         Ok(fresh) => {
             tracing::info!(schedules = ?fresh.names(), "schedules reloaded");
-            journal.record_scheduler_event(
-                "schedules.reloaded",
-                json!({"schedules": fresh.names(), "error": null}),
-            )?;
+            journal.record_reload(SchedulesReloaded {
+                schedules: fresh.names(),
+                error: None,
+                kept_previous: None,
+            })?;
             *loaded = fresh;
         }
         Err(e) => {
             tracing::error!(error = %e, "schedules not reloaded; the previous set keeps running");
-            journal.record_scheduler_event(
-                "schedules.reloaded",
-                json!({"schedules": loaded.names(), "error": format!("{e:#}"), "kept_previous": true}),
-            )?;
+            journal.record_reload(SchedulesReloaded {
+                schedules: loaded.names(),
+                error: Some(format!("{e:#}")),
+                kept_previous: Some(true),
+            })?;
         }
     }
     Ok(())

@@ -10,7 +10,7 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use sha2::{Digest, Sha256};
 
-use super::Event;
+use super::StoredEvent;
 
 pub const GENESIS: &str = "0000000000000000000000000000000000000000000000000000000000000000";
 
@@ -35,12 +35,12 @@ pub fn hash(
 
 /// Appends one event and returns its sequence number, which is also the
 /// `journal_seq` of every row the same transaction changes.
-pub fn append(
+pub(super) fn append(
     tx: &Transaction<'_>,
     at: &str,
     kind: &str,
     subject: &str,
-    payload: &serde_json::Value,
+    payload: &str,
 ) -> rusqlite::Result<i64> {
     // Cached statements: every journal write appends an event, and compiling
     // the SQL each time cost more than the commit's own work.
@@ -52,8 +52,7 @@ pub fn append(
         Some((seq, hash)) => (seq + 1, hash),
         None => (1, GENESIS.to_owned()),
     };
-    let payload = payload.to_string();
-    let hash = hash(seq, at, kind, subject, &payload, &prev_hash);
+    let hash = hash(seq, at, kind, subject, payload, &prev_hash);
     tx.prepare_cached(
         "INSERT INTO events (seq, at, kind, subject, payload, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -76,7 +75,7 @@ pub enum LinkFault {
 /// Whether `event` continues a chain whose next event is `expected_seq`,
 /// linked to `prev`: the one rule the journal's walk and evidence files
 /// (`evidence::verify`) share.
-pub fn link_fault(event: &Event, expected_seq: i64, prev: &str) -> Option<LinkFault> {
+pub fn link_fault(event: &StoredEvent, expected_seq: i64, prev: &str) -> Option<LinkFault> {
     if event.seq != expected_seq {
         Some(LinkFault::Missing)
     } else if event.prev_hash != prev {
@@ -97,7 +96,7 @@ pub fn link_fault(event: &Event, expected_seq: i64, prev: &str) -> Option<LinkFa
 }
 
 /// Walks the whole chain; `None` when every event links and hashes true.
-pub fn verify(connection: &Connection) -> rusqlite::Result<Option<ChainBreak>> {
+pub(super) fn verify(connection: &Connection) -> rusqlite::Result<Option<ChainBreak>> {
     let mut statement = connection.prepare(
         "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events ORDER BY seq",
     )?;
@@ -105,7 +104,7 @@ pub fn verify(connection: &Connection) -> rusqlite::Result<Option<ChainBreak>> {
     let mut expected_seq = 1;
     let mut prev = GENESIS.to_owned();
     while let Some(row) = rows.next()? {
-        let event = Event {
+        let event = StoredEvent {
             seq: row.get(0)?,
             at: row.get(1)?,
             kind: row.get(2)?,

@@ -3,30 +3,29 @@
 //! audit compares it with the state tables; lineage uses it to show the
 //! values of the state Postgres acknowledged.
 //!
-//! Owns the replay rules, which mirror `journal::write` (a week's outcome
-//! stamps its collection's `journal_seq`; `attempt.status` leaves the week
-//! alone; a failed attempt with `week_failed` false puts the week back to
-//! pending). A new event kind that changes a state table needs a rule here.
+//! Owns the replay rules, which mirror the writers in `plan` and
+//! `attempts` (a week's outcome stamps its collection's `journal_seq`;
+//! `attempt.status` leaves the week alone; a failed attempt with
+//! `week_failed` false puts the week back to pending). `apply` matches
+//! every [`Event`] kind with no catch-all arm: a new kind does not compile
+//! until it has a rule here.
 
 use serde_json::{Value, json};
 
+use super::events::{Event, ParseError};
 use crate::journal::{StateRow, StateTables};
 
-/// Event kinds the replay understands; others (added by later versions or
-/// other parts, such as scheduler firings) change no state table it checks.
-pub const STATE_KINDS: &[&str] = &[
-    "collection.created",
-    "collection.updated",
-    "week.added",
-    "attempt.intent",
-    "attempt.submitted",
-    "attempt.adopted",
-    "attempt.status",
-    "attempt.succeeded",
-    "attempt.failed",
-    "attempt.cancelled",
-    "attempt.abandoned",
-];
+/// What one event did to the replayed state.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// It changed (or created) rows of the state tables.
+    State,
+    /// A scheduler or runner record: it changes no table the replay
+    /// checks (the daemon's `schedule_state` is not replayed).
+    Record,
+    /// A kind this version does not know (a newer chronicle wrote it).
+    Unknown,
+}
 
 /// The state the event log implies, built event by event.
 #[derive(Default)]
@@ -91,78 +90,79 @@ impl Replay {
         }
     }
 
-    /// Applies one event (its `seq`, `kind`, `subject` and stored payload).
-    pub fn apply(&mut self, seq: i64, kind: &str, subject: &str, payload: &str) {
-        let payload: Value = match serde_json::from_str(payload) {
-            Ok(payload) => payload,
+    /// Applies one stored event (its `seq`, `kind`, `subject` and payload).
+    pub fn apply(&mut self, seq: i64, kind: &str, subject: &str, payload: &str) -> Applied {
+        match Event::parse(kind, payload) {
+            Ok(event) => self.apply_event(seq, subject, &event),
+            Err(ParseError::UnknownKind(_)) => Applied::Unknown,
             Err(e) => {
-                self.problems.push((
-                    format!("event {seq}"),
-                    format!("its payload is not JSON: {e}"),
-                ));
-                return;
+                self.problems.push((format!("event {seq}"), e.to_string()));
+                Applied::State
             }
-        };
-        let field = |name: &str| payload.get(name).cloned().unwrap_or(Value::Null);
-        match kind {
-            "collection.created" => {
-                let mut row = StateRow::new();
-                for key in [
-                    "name",
-                    "start_date",
-                    "schedule_hash",
-                    "workflow_id",
-                    "instance_id",
-                    "schedule_file",
-                ] {
-                    if let Some(value) = payload.get(key) {
-                        row.insert(key, value.clone());
+        }
+    }
+
+    /// Applies one event.
+    pub fn apply_event(&mut self, seq: i64, subject: &str, event: &Event) -> Applied {
+        match event {
+            Event::CollectionCreated(created) => {
+                let mut row = StateRow::from([
+                    ("name", json!(created.name)),
+                    ("start_date", json!(created.start_date)),
+                    ("schedule_hash", json!(created.schedule_hash)),
+                    ("schedule_file", json!(created.schedule_file)),
+                    ("journal_seq", json!(seq)),
+                ]);
+                match (&created.workflow_id, &created.instance_id) {
+                    (Some(workflow), Some(instance)) => {
+                        row.insert("workflow_id", json!(workflow));
+                        row.insert("instance_id", json!(instance));
                     }
+                    _ => self.collections_without_ids += 1,
                 }
-                if payload.get("workflow_id").is_none() {
-                    self.collections_without_ids += 1;
-                }
-                row.insert("journal_seq", json!(seq));
                 self.state
                     .insert(("collection".into(), subject.to_owned()), row);
             }
-            "collection.updated" => {
+            Event::CollectionUpdated(updated) => {
                 self.set(
                     "collection",
                     subject,
                     seq,
                     [
-                        ("start_date", field("start_date")),
-                        ("schedule_hash", field("schedule_hash")),
+                        ("start_date", json!(updated.start_date)),
+                        ("schedule_hash", json!(updated.schedule_hash)),
                     ],
                 );
                 if let Some(row) = self
                     .state
                     .get_mut(&("collection".to_owned(), subject.to_owned()))
                 {
-                    for key in ["workflow_id", "instance_id", "schedule_file"] {
-                        if let Some(value) = payload.get(key) {
-                            row.insert(key, value.clone());
+                    match (
+                        &updated.workflow_id,
+                        &updated.instance_id,
+                        &updated.schedule_file,
+                    ) {
+                        (Some(workflow), Some(instance), Some(file)) => {
+                            row.insert("workflow_id", json!(workflow));
+                            row.insert("instance_id", json!(instance));
+                            row.insert("schedule_file", json!(file));
+                        }
+                        // An older event that lacks these leaves them
+                        // unknown: not compared, rather than compared with a
+                        // stale value.
+                        _ => {
+                            for key in ["workflow_id", "instance_id", "schedule_file"] {
+                                row.remove(key);
+                            }
+                            self.collections_without_ids += 1;
                         }
                     }
                 }
-                // An older event that lacks these leaves them unknown: not
-                // compared, rather than compared with a stale value.
-                if payload.get("workflow_id").is_none()
-                    && let Some(row) = self
-                        .state
-                        .get_mut(&("collection".to_owned(), subject.to_owned()))
-                {
-                    for key in ["workflow_id", "instance_id", "schedule_file"] {
-                        row.remove(key);
-                    }
-                    self.collections_without_ids += 1;
-                }
             }
-            "week.added" => {
+            Event::WeekAdded(added) => {
                 let row = StateRow::from([
-                    ("collection_id", field("collection_id")),
-                    ("week_start", field("week_start")),
+                    ("collection_id", json!(added.collection_id)),
+                    ("week_start", json!(added.week_start)),
                     ("status", json!("pending")),
                     ("attempt_id", Value::Null),
                     ("attempts", json!(0)),
@@ -172,8 +172,8 @@ impl Replay {
                 ]);
                 self.state.insert(("week".into(), subject.to_owned()), row);
             }
-            "attempt.intent" => {
-                let week = field("week_id").as_str().unwrap_or_default().to_owned();
+            Event::AttemptIntent(intent) => {
+                let week = intent.week_id.to_string();
                 let row = StateRow::from([
                     ("week_id", json!(week)),
                     ("state", json!("intent")),
@@ -182,7 +182,7 @@ impl Replay {
                     ("row_count", Value::Null),
                     ("data_checksum", Value::Null),
                     ("error_message", Value::Null),
-                    ("triggered_by", field("triggered_by")),
+                    ("triggered_by", json!(intent.triggered_by)),
                     ("journal_seq", json!(seq)),
                 ]);
                 self.state
@@ -205,32 +205,37 @@ impl Replay {
                     ],
                 );
             }
-            "attempt.submitted" | "attempt.adopted" => {
+            Event::AttemptSubmitted(submitted) | Event::AttemptAdopted(submitted) => {
                 self.set(
                     "execution",
                     subject,
                     seq,
                     [
                         ("state", json!("submitted")),
-                        ("amc_execution_id", field("amc_execution_id")),
-                        ("amc_status", field("status")),
+                        ("amc_execution_id", json!(submitted.amc_execution_id)),
+                        ("amc_status", json!(submitted.status)),
                     ],
                 );
                 if let Some(week) = self.week_of(subject) {
                     self.set("week", &week, seq, []);
                 }
             }
-            "attempt.status" => {
-                self.set("execution", subject, seq, [("amc_status", field("status"))]);
+            Event::AttemptStatus(status) => {
+                self.set(
+                    "execution",
+                    subject,
+                    seq,
+                    [("amc_status", json!(status.status))],
+                );
             }
-            "attempt.succeeded" => {
+            Event::AttemptSucceeded(succeeded) => {
                 self.set(
                     "execution",
                     subject,
                     seq,
                     [
-                        ("row_count", field("record_count")),
-                        ("data_checksum", field("data_checksum")),
+                        ("row_count", json!(succeeded.record_count)),
+                        ("data_checksum", json!(succeeded.data_checksum)),
                         ("state", json!("succeeded")),
                         ("amc_status", json!("SUCCEEDED")),
                     ],
@@ -243,54 +248,68 @@ impl Replay {
                         [
                             ("status", json!("completed")),
                             ("error_message", Value::Null),
-                            ("record_count", field("record_count")),
-                            ("data_checksum", field("data_checksum")),
+                            ("record_count", json!(succeeded.record_count)),
+                            ("data_checksum", json!(succeeded.data_checksum)),
                         ],
                     );
                     self.touch_collection(&week, seq);
                 }
             }
             // A cancel ends the attempt exactly as a failure does
-            // (`journal::write::record_ended`); only the kind differs.
-            "attempt.failed" | "attempt.cancelled" => {
+            // (`attempts::record_ended`); only the kind differs.
+            Event::AttemptFailed(ended) | Event::AttemptCancelled(ended) => {
                 self.set(
                     "execution",
                     subject,
                     seq,
                     [
                         ("state", json!("failed")),
-                        ("amc_status", field("status")),
-                        ("error_message", field("error")),
+                        ("amc_status", json!(ended.status)),
+                        ("error_message", json!(ended.error)),
                     ],
                 );
                 if let Some(week) = self.week_of(subject) {
-                    let failed = field("week_failed").as_bool().unwrap_or(false);
-                    let status = if failed { "failed" } else { "pending" };
+                    let status = if ended.week_failed {
+                        "failed"
+                    } else {
+                        "pending"
+                    };
                     self.set(
                         "week",
                         &week,
                         seq,
-                        [("status", json!(status)), ("error_message", field("error"))],
+                        [
+                            ("status", json!(status)),
+                            ("error_message", json!(ended.error)),
+                        ],
                     );
                     self.touch_collection(&week, seq);
                 }
             }
-            "attempt.abandoned" => {
+            Event::AttemptAbandoned(abandoned) => {
                 self.set(
                     "execution",
                     subject,
                     seq,
                     [
                         ("state", json!("abandoned")),
-                        ("error_message", field("reason")),
+                        ("error_message", json!(abandoned.reason)),
                     ],
                 );
                 if let Some(week) = self.week_of(subject) {
                     self.set("week", &week, seq, [("status", json!("pending"))]);
                 }
             }
-            _ => {}
+            Event::RunnerStarted(_)
+            | Event::ScheduleArmed(_)
+            | Event::ScheduleFiring(_)
+            | Event::ScheduleRunFinished(_)
+            | Event::SchedulePaused(_)
+            | Event::ScheduleResumed(_)
+            | Event::SchedulesReloaded(_)
+            | Event::DaemonStopped(_) => return Applied::Record,
         }
+        Applied::State
     }
 }
 

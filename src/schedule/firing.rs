@@ -16,7 +16,8 @@ use croner::Cron;
 
 /// Why the scheduler did what it did: the `reason` of every
 /// `schedule.firing` event, so "why didn't it run?" has a journaled answer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum Reason {
     /// The cron came due while the daemon ran.
     Fired,

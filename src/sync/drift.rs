@@ -10,16 +10,50 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
+use crate::journal::{Entity, Journal, JournalError};
 use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, WeekRow};
+use crate::warehouse::{Warehouse, WarehouseError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `collection`, `execution` or `week`.
-    pub entity: &'static str,
+    pub entity: Entity,
     pub id: String,
-    /// `missing in postgres`, `missing in journal`, `differs` or `dangling`.
-    pub problem: &'static str,
+    pub problem: Problem,
     pub detail: String,
+}
+
+/// How a row's two copies disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Problem {
+    /// The journal holds it; Postgres does not.
+    #[serde(rename = "missing in postgres")]
+    MissingInPostgres,
+    /// Postgres holds it under one of this journal's collections; the
+    /// journal does not.
+    #[serde(rename = "missing in journal")]
+    MissingInJournal,
+    /// Tracking columns differ.
+    #[serde(rename = "differs")]
+    Differs,
+    /// A foreign key in Postgres points nowhere.
+    #[serde(rename = "dangling")]
+    Dangling,
+}
+
+impl Problem {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Problem::MissingInPostgres => "missing in postgres",
+            Problem::MissingInJournal => "missing in journal",
+            Problem::Differs => "differs",
+            Problem::Dangling => "dangling",
+        }
+    }
+
+    /// Writing the journal's state again mends it.
+    pub fn repairable(self) -> bool {
+        matches!(self, Problem::MissingInPostgres | Problem::Differs)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -49,13 +83,30 @@ impl DriftReport {
     }
 
     /// Rows whose journal state should be written to Postgres again.
-    pub fn repairable(&self) -> Vec<(&'static str, String)> {
+    pub fn repairable(&self) -> Vec<(Entity, String)> {
         self.findings
             .iter()
-            .filter(|f| matches!(f.problem, "missing in postgres" | "differs"))
+            .filter(|f| f.problem.repairable())
             .map(|f| (f.entity, f.id.clone()))
             .collect()
     }
+}
+
+/// Why the comparison could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum DriftError {
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+    #[error(transparent)]
+    Warehouse(#[from] WarehouseError),
+}
+
+/// Reads both sides and compares them: what `verify` prints and the audit's
+/// Postgres check reports.
+pub async fn check(journal: &Journal, warehouse: &Warehouse) -> Result<DriftReport, DriftError> {
+    let ours = journal.all_rows()?;
+    let theirs = warehouse.all_rows().await?;
+    Ok(compare(&ours, &theirs, &journal.unsynced()?))
 }
 
 /// Compares `journal` with `postgres`, skipping rows listed in `unsynced`
@@ -63,7 +114,7 @@ impl DriftReport {
 pub fn compare(
     journal: &Batch,
     postgres: &Batch,
-    unsynced: &BTreeSet<(String, String)>,
+    unsynced: &BTreeSet<(Entity, String)>,
 ) -> DriftReport {
     let mut findings = Vec::new();
     let ours: BTreeSet<_> = journal.collections.iter().map(|c| c.id).collect();
@@ -87,14 +138,14 @@ pub fn compare(
     let other_rows = postgres.len() - pg_weeks.len() - pg_executions.len() - pg_collections.len();
 
     let mut skipped = 0;
-    let mut side = |entity: &'static str,
+    let mut side = |entity: Entity,
                     journal_rows: Vec<(String, Vec<(&'static str, String)>)>,
                     pg_rows: Vec<(String, Vec<(&'static str, String)>)>| {
         let pg: HashMap<_, _> = pg_rows.into_iter().collect();
         let mut seen = BTreeSet::new();
         for (id, columns) in journal_rows {
             seen.insert(id.clone());
-            if unsynced.contains(&(entity.to_owned(), id.clone())) {
+            if unsynced.contains(&(entity, id.clone())) {
                 skipped += 1;
                 continue;
             }
@@ -102,7 +153,7 @@ pub fn compare(
                 None => findings.push(Finding {
                     entity,
                     id,
-                    problem: "missing in postgres",
+                    problem: Problem::MissingInPostgres,
                     detail: String::new(),
                 }),
                 Some(theirs) => {
@@ -116,7 +167,7 @@ pub fn compare(
                         findings.push(Finding {
                             entity,
                             id,
-                            problem: "differs",
+                            problem: Problem::Differs,
                             detail: differing.join("; "),
                         });
                     }
@@ -127,23 +178,23 @@ pub fn compare(
             findings.push(Finding {
                 entity,
                 id: id.clone(),
-                problem: "missing in journal",
+                problem: Problem::MissingInJournal,
                 detail: String::new(),
             });
         }
     };
     side(
-        "collection",
+        Entity::Collection,
         journal.collections.iter().map(collection_columns).collect(),
         pg_collections.into_iter().map(collection_columns).collect(),
     );
     side(
-        "execution",
+        Entity::Execution,
         journal.executions.iter().map(execution_columns).collect(),
         pg_executions.iter().map(|e| execution_columns(e)).collect(),
     );
     side(
-        "week",
+        Entity::Week,
         journal.weeks.iter().map(week_columns).collect(),
         pg_weeks.iter().map(|w| week_columns(w)).collect(),
     );
@@ -153,17 +204,17 @@ pub fn compare(
     for week in &pg_weeks {
         if let Some(execution) = week.execution_id.filter(|e| !pg_execution_ids.contains(e)) {
             findings.push(Finding {
-                entity: "week",
+                entity: Entity::Week,
                 id: week.id.to_string(),
-                problem: "dangling",
+                problem: Problem::Dangling,
                 detail: format!("execution_id {execution} is not in workflow_executions"),
             });
         }
         if !pg_collection_ids.contains(&week.collection_id) {
             findings.push(Finding {
-                entity: "week",
+                entity: Entity::Week,
                 id: week.id.to_string(),
-                problem: "dangling",
+                problem: Problem::Dangling,
                 detail: format!(
                     "collection_id {} is not in report_data_collections",
                     week.collection_id

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
 
-use crate::journal::{Journal, JournalError, OutboxEntry};
+use crate::journal::{Entity, Journal, JournalError, OutboxEntry};
 use crate::warehouse::tls::TlsOptions;
 use crate::warehouse::{Warehouse, WarehouseError};
 
@@ -82,9 +82,9 @@ async fn isolate(
     report: &mut SyncReport,
 ) -> Result<(), SyncError> {
     // Several changes of one row travel together: it is refused as a whole.
-    let mut rows: BTreeMap<(String, String), Vec<OutboxEntry>> = BTreeMap::new();
+    let mut rows: BTreeMap<(Entity, String), Vec<OutboxEntry>> = BTreeMap::new();
     for entry in entries {
-        rows.entry((entry.entity.clone(), entry.entity_id.clone()))
+        rows.entry((entry.entity, entry.entity_id.clone()))
             .or_default()
             .push(entry);
     }

@@ -10,7 +10,7 @@ use crate::audit::AuditReport;
 use crate::audit::evidence::Verdict;
 use crate::collect::backfill::{Summary, SyncOutcome};
 use crate::journal::{
-    Event, ExecutionLine, Lineage, Quarantined, StatusReport, SyncedValues, WeekLine,
+    ExecutionLine, Lineage, Quarantined, StatusReport, StoredEvent, SyncedValues, WeekLine,
 };
 use crate::sync::drift::DriftReport;
 
@@ -237,7 +237,7 @@ pub fn drift(report: &DriftReport) -> String {
         for f in &report.findings {
             table.add_row(vec![
                 format!("{} {}", f.entity, f.id),
-                f.problem.to_owned(),
+                f.problem.as_str().to_owned(),
                 f.detail.clone(),
             ]);
         }
@@ -408,7 +408,7 @@ pub fn executions(lines: &[ExecutionLine]) -> String {
 }
 
 /// One event per line: streamable, greppable.
-pub fn event_line(event: &Event) -> String {
+pub fn event_line(event: &StoredEvent) -> String {
     format!(
         "#{} {} {} {} {}\n",
         event.seq, event.at, event.kind, event.subject, event.payload
