@@ -127,7 +127,15 @@ poll_interval = "{}ms"
 
     let cpu_before = common::cpu_time_self();
     let started = Instant::now();
-    let summary = backfill::run(&settings, &journal, api, &schedule, "bench").await?;
+    let summary = backfill::run(
+        &settings,
+        &journal,
+        api,
+        &schedule,
+        "bench",
+        &indicatif::ProgressBar::hidden(),
+    )
+    .await?;
     let wall = started.elapsed();
     let cpu = common::cpu_time_self() - cpu_before;
     ensure!(

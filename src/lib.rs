@@ -8,7 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod collect;
 pub mod daemon;
-pub mod demo;
+
 pub mod journal;
 pub mod schedule;
 pub mod settings;

@@ -1,83 +1,31 @@
-//! The audit-facing commands behind `cli`: `weeks`, `executions`, `events`,
-//! `lineage`, `export` and `audit`. Each opens what it needs, asks the journal (and
-//! Postgres for `audit`), and prints a table or JSON.
+//! The commands that read the journal for people and audits: `status`,
+//! `weeks`, `executions`, `events` and `lineage`.
 //!
-//! Owns the commands' flow and output streams only: queries are the
-//! journal's, findings `audit`'s, files `evidence`'s and `export`'s,
-//! rendering `report`'s.
+//! Owns their flow and exit codes: ask the journal, print through
+//! `output`. Queries are the journal's, rendering `render`'s.
 
 use std::io::{IsTerminal, Write};
-use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde_json::{Value, json};
 
-use crate::audit::evidence;
-use crate::audit::export::{self, Format, What};
-use crate::audit::{self, Finding};
-use crate::cli::render;
+use super::context::Context;
+use super::output::{emit, quiet_on_closed_pipe};
+use super::render;
 use crate::journal::replay::Replay;
-use crate::journal::{ChainHead, EventFilter, ExecutionFilter, Journal, StoredEvent, WeekView};
-use crate::settings::{ConfigError, Settings};
-use crate::sync::drift;
-use crate::warehouse::Warehouse;
+use crate::journal::{EventFilter, ExecutionFilter, StoredEvent, WeekView};
 
 /// How often `events --follow` looks for new events.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
-/// Parses `--since`: a date (`2025-03-03`, midnight UTC) or an RFC 3339
-/// instant, into the journal's stored text form so it compares as text.
-pub fn parse_since(text: &str) -> Result<String, String> {
-    if let Ok(date) = NaiveDate::parse_from_str(text, "%Y-%m-%d") {
-        let at = date
-            .and_hms_opt(0, 0, 0)
-            .expect("midnight exists")
-            .and_utc();
-        return Ok(at.to_rfc3339_opts(SecondsFormat::Millis, true));
-    }
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| {
-            t.with_timezone(&Utc)
-                .to_rfc3339_opts(SecondsFormat::Millis, true)
-        })
-        .map_err(|_| format!("`{text}` is neither a date (YYYY-MM-DD) nor an RFC 3339 time"))
+pub fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
+    emit(json, &ctx.journal()?.status()?, render::status)?;
+    Ok(ExitCode::SUCCESS)
 }
 
-/// A bar over events on stderr. Drawn only on a terminal: indicatif hides
-/// a bar whose target is not one, so pipes and logs never see it.
-fn progress_bar(label: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} events ({elapsed})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_owned());
-    bar
-}
-
-/// Writes to stdout; a closed pipe (`| head`) ends the output quietly.
-fn emit(out: &mut impl Write, text: &str) -> std::io::Result<()> {
-    out.write_all(text.as_bytes())
-}
-
-fn finish(result: std::io::Result<()>) -> anyhow::Result<()> {
-    match result {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        other => Ok(other?),
-    }
-}
-
-pub fn weeks(
-    settings: &Settings,
-    schedule: &str,
-    grid: bool,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(&settings.journal.path)?;
+pub fn weeks(ctx: &Context, schedule: &str, grid: bool, json: bool) -> anyhow::Result<ExitCode> {
+    let journal = ctx.journal()?;
     let Some(weeks) = journal.weeks_of(schedule)? else {
         let known: Vec<String> = journal
             .status()?
@@ -95,45 +43,34 @@ pub fn weeks(
         );
         return Ok(ExitCode::from(1));
     };
-    let text = if json {
-        format!("{}\n", serde_json::to_string_pretty(&weeks)?)
-    } else if grid {
-        let stdout = std::io::stdout();
-        let colour = stdout.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-        render::week_grid(schedule, &weeks, colour)
-    } else {
-        render::weeks(schedule, &weeks)
-    };
-    finish(emit(&mut std::io::stdout().lock(), &text))?;
+    emit(json, &weeks, |weeks| {
+        if grid {
+            let colour = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            render::week_grid(schedule, weeks, colour)
+        } else {
+            render::weeks(schedule, weeks)
+        }
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn executions(
-    settings: &Settings,
-    filter: &ExecutionFilter,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(&settings.journal.path)?;
+pub fn executions(ctx: &Context, filter: &ExecutionFilter, json: bool) -> anyhow::Result<ExitCode> {
+    let journal = ctx.journal()?;
     let lines = journal.executions(filter)?;
-    let text = if json {
-        format!("{}\n", serde_json::to_string_pretty(&lines)?)
-    } else {
-        render::executions(&lines)
-    };
-    finish(emit(&mut std::io::stdout().lock(), &text))?;
+    emit(json, &lines, |lines| render::executions(lines))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// Streams the event log; with `follow`, keeps printing new events until
 /// `shutdown` resolves.
 pub async fn events(
-    settings: &Settings,
+    ctx: &Context,
     mut filter: EventFilter,
     follow: bool,
     json: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(&settings.journal.path)?;
+    let journal = ctx.journal()?;
     tokio::pin!(shutdown);
     loop {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -143,7 +80,7 @@ pub async fn events(
             } else {
                 render::event_line(&event)
             };
-            Ok(emit(&mut out, &line)?)
+            Ok(out.write_all(line.as_bytes())?)
         });
         let flushed = out.flush();
         match walked {
@@ -157,7 +94,7 @@ pub async fn events(
                 };
             }
         }
-        finish(flushed)?;
+        quiet_on_closed_pipe(flushed)?;
         if !follow {
             return Ok(ExitCode::SUCCESS);
         }
@@ -168,77 +105,10 @@ pub async fn events(
     }
 }
 
-pub fn export(
-    settings: &Settings,
-    what: What,
-    format: Format,
-    schedule: Option<&str>,
-    out: Option<&Path>,
-) -> anyhow::Result<ExitCode> {
-    if what == What::Events && schedule.is_some() {
-        return Err(ConfigError::Invalid(
-            "`--schedule` narrows weeks and executions; events are exported whole (use `--evidence FILE --schedule S` for a schedule's evidence)".into(),
-        )
-        .into());
-    }
-    let journal = Journal::open(&settings.journal.path)?;
-    match out {
-        Some(path) => {
-            let file = std::fs::File::create(path)
-                .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
-            let rows = export::export(
-                &journal,
-                what,
-                format,
-                schedule,
-                std::io::BufWriter::new(file),
-            )?;
-            eprintln!("wrote {rows} rows to {}", path.display());
-        }
-        None => match export::export(&journal, what, format, schedule, std::io::stdout().lock()) {
-            Err(export::ExportError::Io(e)) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => {
-                other?;
-            }
-        },
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn export_evidence(
-    settings: &Settings,
-    out: &Path,
-    schedule: Option<&str>,
-    since: Option<&str>,
-) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(&settings.journal.path)?;
-    let bar = progress_bar("evidence");
-    let header = match evidence::export(&journal, out, schedule, since, &bar) {
-        Ok(header) => header,
-        Err(evidence::EvidenceError::Nothing(why)) => {
-            bar.finish_and_clear();
-            eprintln!("nothing to export: {why}");
-            return Ok(ExitCode::from(1));
-        }
-        Err(e) => return Err(e.into()),
-    };
-    bar.finish_and_clear();
-    println!(
-        "wrote {} events ({}..{}) to {}; chain head {}\nverify anywhere with: chronicle audit --evidence {}",
-        header.events,
-        header.first_seq,
-        header.head.seq,
-        out.display(),
-        header.head.hash,
-        out.display()
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
 /// `lineage`: the journal's view of the week(s), with the values of the
 /// state Postgres acknowledged replayed from the events.
-pub fn lineage(settings: &Settings, key: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut lineage = Journal::open(&settings.journal.path)?.lineage(key)?;
+pub fn lineage(ctx: &Context, key: &str, json: bool) -> anyhow::Result<ExitCode> {
+    let mut lineage = ctx.journal()?.lineage(key)?;
     if lineage.weeks.is_empty() {
         eprintln!(
             "nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)"
@@ -248,11 +118,7 @@ pub fn lineage(settings: &Settings, key: &str, json: bool) -> anyhow::Result<Exi
     for week in &mut lineage.weeks {
         fill_postgres_values(week);
     }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&lineage)?);
-    } else {
-        print!("{}", render::lineage(&lineage));
-    }
+    emit(json, &lineage, render::lineage)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -347,71 +213,4 @@ fn fill_postgres_values(week: &mut WeekView) {
             }));
         }
     }
-}
-
-/// `audit --evidence FILE`: needs no config, journal or database.
-pub fn audit_evidence(
-    file: &Path,
-    expected_head: Option<&str>,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let verdict = evidence::verify(file, expected_head)?;
-    if json {
-        println!("{}", serde_json::to_string_pretty(&verdict)?);
-    } else {
-        print!("{}", render::evidence(&verdict));
-    }
-    Ok(ExitCode::from(if verdict.ok() { 0 } else { 1 }))
-}
-
-/// `audit`: the chain, the state tables against the log, and Postgres when
-/// `postgres.url` is set.
-pub async fn audit(settings: &Settings, json: bool) -> anyhow::Result<ExitCode> {
-    let journal = Journal::open(&settings.journal.path)?;
-    let bar = progress_bar("audit");
-    let report = audit::journal(&journal, &bar);
-    bar.finish_and_clear();
-    let mut report = report?;
-    match settings.postgres_url() {
-        None => report
-            .notes
-            .push("postgres.url is empty: Postgres was not compared".into()),
-        Some(url) => match Warehouse::connect(url, &settings.postgres_tls()).await {
-            Err(e) => report.push(Finding {
-                check: "postgres",
-                subject: "connection".into(),
-                detail: format!("cannot compare with Postgres: {e}"),
-            }),
-            Ok(warehouse) => {
-                let found = drift::check(&journal, &warehouse).await?;
-                for f in found.findings {
-                    report.push(Finding {
-                        check: "postgres",
-                        subject: format!("{} {}", f.entity, f.id),
-                        detail: format!("{}: {}", f.problem.as_str(), f.detail),
-                    });
-                }
-                let (heads, others) = warehouse.chain_heads(&report.journal_id).await?;
-                let heads: Vec<ChainHead> = heads
-                    .into_iter()
-                    .map(|(seq, hash)| ChainHead { seq, hash })
-                    .collect();
-                audit::chain_heads(&journal, &heads, others, &mut report)?;
-            }
-        },
-    }
-    if json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        print!("{}", render::audit(&report));
-    }
-    Ok(ExitCode::from(if report.clean() { 0 } else { 1 }))
-}
-
-/// Bad `--what`/`--evidence` combinations are bad input (exit 2).
-pub fn bad_export_arguments() -> ConfigError {
-    ConfigError::Invalid(
-        "`chronicle export` needs either `--what weeks|executions|events` or `--evidence FILE`"
-            .into(),
-    )
 }

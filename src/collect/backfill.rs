@@ -8,7 +8,7 @@
 use std::fmt::Write as _;
 
 use chrono::{NaiveDate, Utc};
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 
 use crate::amc::Api;
 use crate::collect::runner::{Limits, RunError, RunReport, Runner, request_for};
@@ -17,16 +17,8 @@ use crate::journal::{Journal, JournalError, Plan};
 use crate::schedule::Schedule;
 use crate::schedule::firing::Reason;
 use crate::settings::Settings;
-use crate::sync::reconciler::{self, SyncReport};
-
-/// What happened to the sync after the run.
-#[derive(Debug)]
-pub enum SyncOutcome {
-    Synced(SyncReport),
-    /// `postgres.url` is empty: journal only.
-    NotConfigured,
-    Failed(String),
-}
+use crate::sync::Outcome as SyncOutcome;
+use crate::sync::reconciler;
 
 #[derive(Debug)]
 pub struct Summary {
@@ -36,24 +28,13 @@ pub struct Summary {
     pub pending_sync: i64,
 }
 
-/// A bar on a terminal; nothing at all in pipes and logs.
-pub fn progress_bar(label: &str) -> ProgressBar {
-    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
-    bar.set_style(
-        ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} weeks ({elapsed})")
-            .expect("static template")
-            .progress_chars("=> "),
-    );
-    bar.set_prefix(label.to_owned());
-    bar
-}
-
 pub async fn run<A: Api + Clone + 'static>(
     settings: &Settings,
     journal: &Journal,
     api: A,
     schedule: &Schedule,
     triggered_by: &str,
+    progress: &ProgressBar,
 ) -> Result<Summary, RunError> {
     let _lock = journal.lock_runner(triggered_by)?;
     let recovering = journal.record_runner_start(triggered_by)?;
@@ -77,9 +58,10 @@ pub async fn run<A: Api + Clone + 'static>(
     )
     .with_settings(&settings.amc);
     let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
-    let bar = progress_bar(&schedule.name);
-    let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;
-    bar.finish_and_clear();
+    let (plan, report) = runner
+        .collect(schedule, today, triggered_by, progress)
+        .await?;
+    progress.finish_and_clear();
     journal.record_run_finished(
         &schedule.name,
         report.outcome(),

@@ -6,3 +6,16 @@
 
 pub mod drift;
 pub mod reconciler;
+
+use reconciler::SyncReport;
+
+/// How a sync went, as commands report it.
+#[derive(Debug)]
+pub enum Outcome {
+    Synced(SyncReport),
+    /// `postgres.url` is empty: journal only.
+    NotConfigured,
+    /// Postgres was away or refused the session; the journal keeps every
+    /// change.
+    Failed(String),
+}

@@ -6,6 +6,7 @@
 //! Owns subscriber setup only; modules log through `tracing` directly.
 
 pub mod counters;
+pub mod progress;
 
 use tracing_subscriber::EnvFilter;
 

@@ -5,18 +5,20 @@
 //!
 //! Owns the demo's folder and wiring only; every step is the real code path.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use anyhow::Context;
 use secrecy::SecretString;
 
+use super::render;
 use crate::amc::simulator::{self, SimConfig, Simulator};
-use crate::cli::render;
-use crate::collect::backfill::{self, SyncOutcome};
+use crate::collect::backfill;
 use crate::journal::Journal;
 use crate::schedule::Schedule;
 use crate::settings::Settings;
+use crate::sync::Outcome as SyncOutcome;
+use crate::telemetry::progress;
 use crate::throwaway::{self, Cluster};
 
 const EXAMPLE_SCHEDULE: &str = include_str!("../../schedules/example.toml");
@@ -57,6 +59,7 @@ pub async fn run(dir: &Path) -> anyhow::Result<bool> {
         sim.simulator.clone(),
         &schedule,
         "demo",
+        &progress::bar(&schedule.name, "weeks"),
     )
     .await?;
     let status = journal.status()?;
@@ -139,9 +142,4 @@ async fn start_postgres() -> Option<Cluster> {
             None
         }
     }
-}
-
-/// Where `demo` puts its files unless told otherwise.
-pub fn default_dir() -> PathBuf {
-    PathBuf::from("chronicle-demo")
 }

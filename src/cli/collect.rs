@@ -1,0 +1,82 @@
+//! The commands that collect: `backfill` (and its dry run), `cancel`,
+//! `run` (the daemon) and `amc-sim` (the simulator alone).
+//!
+//! Owns their wiring and exit codes; the work is `collect`'s and
+//! `daemon`'s.
+
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use chrono::Utc;
+
+use super::context::Context;
+use super::output::print;
+use super::{outcome, render, shutdown_signal};
+use crate::amc::client::{Client, http_client};
+use crate::amc::simulator::{self, SimConfig, Simulator};
+use crate::collect::{backfill, cancel};
+use crate::schedule;
+use crate::telemetry::progress;
+
+pub async fn backfill(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+    let settings = ctx.settings()?;
+    let schedule = schedule::find(&settings.schedules.dir, name, Utc::now().date_naive())?;
+    if dry_run {
+        let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+        print(&backfill::dry_run(settings, &schedule, today)?)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    settings.require_amc_credentials()?;
+    let journal = ctx.journal()?;
+    let api = Client::new(&settings.amc, http_client());
+    let bar = progress::bar(&schedule.name, "weeks");
+    let summary = backfill::run(settings, journal, api, &schedule, "backfill", &bar).await?;
+    print(&render::backfill(&schedule.name, &summary))?;
+    Ok(outcome(summary.report.failed.is_empty()))
+}
+
+pub async fn cancel(ctx: &Context, key: &str, fail: bool) -> anyhow::Result<ExitCode> {
+    let settings = ctx.settings()?;
+    settings.require_amc_credentials()?;
+    let api = Client::new(&settings.amc, http_client());
+    let done = cancel::cancel(ctx.journal()?, &api, key, fail).await?;
+    print(&format!(
+        "cancelled AMC execution {} ({} week {}, attempt {}); the week is now {}\n",
+        done.amc_execution_id, done.collection, done.week_start, done.attempt_id, done.week_status
+    ))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chronicle run`: the daemon, until a stop signal.
+pub async fn daemon(ctx: &Context) -> anyhow::Result<ExitCode> {
+    let settings = ctx.settings()?;
+    let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;
+    settings.require_amc_credentials()?;
+    let journal = ctx.journal()?.clone();
+    let api = Client::new(&settings.amc, http_client());
+    let control = crate::daemon::os_signals()?;
+    crate::daemon::run(settings.clone(), schedules, journal, api, control).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `chronicle amc-sim`: the simulator alone, to point a config at.
+pub async fn simulator(
+    listen: SocketAddr,
+    execution_duration: Duration,
+) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    let config = SimConfig {
+        execution_duration,
+        ..SimConfig::default()
+    };
+    print(&format!(
+        "AMC simulator on http://{listen}\n  [amc] base_url = \"http://{listen}\"\n        token_url = \"http://{listen}/auth/o2/token\"\n        client_id = \"{}\", client_secret = \"{}\", refresh_token = \"{}\"\n",
+        config.client_id, config.client_secret, config.refresh_token
+    ))?;
+    simulator::serve(listener, Simulator::new(config), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}

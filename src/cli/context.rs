@@ -1,0 +1,61 @@
+//! What a command runs with: the settings, loaded once, and the journal,
+//! opened once per command however many steps use it.
+//!
+//! Owns loading and opening; every command family asks it instead of
+//! opening files of its own.
+
+use std::cell::OnceCell;
+use std::path::PathBuf;
+
+use crate::journal::Journal;
+use crate::settings::{ConfigError, Settings};
+
+pub struct Context {
+    /// `--config`, when given: then the file must exist.
+    config: Option<PathBuf>,
+    settings: OnceCell<Settings>,
+    journal: OnceCell<Journal>,
+}
+
+impl Context {
+    pub fn new(config: Option<PathBuf>) -> Context {
+        Context {
+            config,
+            settings: OnceCell::new(),
+            journal: OnceCell::new(),
+        }
+    }
+
+    /// `--config PATH`, else `./config.toml` when present, else the
+    /// built-in defaults; `CHRONICLE_*` variables over either.
+    pub fn settings(&self) -> Result<&Settings, ConfigError> {
+        if let Some(settings) = self.settings.get() {
+            return Ok(settings);
+        }
+        let loaded = match &self.config {
+            Some(path) => Settings::load(path, true)?,
+            None => Settings::load(&PathBuf::from("config.toml"), false)?,
+        };
+        Ok(self.settings.get_or_init(|| loaded))
+    }
+
+    /// The journal `journal.path` names, opened (and migrated) once.
+    pub fn journal(&self) -> anyhow::Result<&Journal> {
+        if let Some(journal) = self.journal.get() {
+            return Ok(journal);
+        }
+        let opened = Journal::open(&self.settings()?.journal.path)?;
+        Ok(self.journal.get_or_init(|| opened))
+    }
+
+    /// `postgres.url`, or a configuration error saying what `what` needs it
+    /// for.
+    pub fn postgres_url(&self, what: &str) -> anyhow::Result<&str> {
+        self.settings()?.postgres_url().ok_or_else(|| {
+            ConfigError::Invalid(format!(
+                "key `postgres.url` is empty: set it (or CHRONICLE_POSTGRES__URL) to {what}"
+            ))
+            .into()
+        })
+    }
+}
