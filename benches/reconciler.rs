@@ -295,19 +295,19 @@ impl Bench<'_> {
             let tx = client.transaction().await?;
             for c in &self.data.collections {
                 tx.execute(
-                    "INSERT INTO report_data_collections (id, name, workflow_id, instance_id,
-                         start_date, end_date, status, weeks_completed, created_at, updated_at,
-                         journal_seq)
+                    "INSERT INTO report_data_collections (id, collection_id, workflow_id,
+                         instance_id, start_date, end_date, status, weeks_completed,
+                         created_at, updated_at, journal_seq)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0)",
                     &[
                         &c.id,
-                        &c.name,
+                        &c.readable_id,
                         &c.workflow_id,
                         &c.instance_id,
                         &c.start_date,
                         &c.end_date,
-                        &c.status,
-                        &c.weeks_completed,
+                        &c.status.as_str(),
+                        &(c.weeks.completed as i32),
                         &c.created_at,
                         &c.updated_at,
                     ],

@@ -130,6 +130,15 @@ pub struct PostgresSettings {
     /// signs its servers with its own CA. Relative paths are taken from the
     /// config file's folder, like `journal.path`.
     pub ca_file: Option<PathBuf>,
+    /// Longest a statement of chronicle's may run in Postgres: a sync stuck
+    /// behind another session (or a slow server) ends here, and its updates
+    /// wait in the journal for the next sync.
+    #[serde(with = "humantime_serde")]
+    pub statement_timeout: Duration,
+    /// Longest chronicle waits for a lock another session holds on a row or
+    /// table it writes.
+    #[serde(with = "humantime_serde")]
+    pub lock_timeout: Duration,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -212,6 +221,8 @@ struct DefaultAmc {
 #[derive(Serialize)]
 struct DefaultPostgres {
     url: &'static str,
+    statement_timeout: &'static str,
+    lock_timeout: &'static str,
 }
 
 #[derive(Serialize)]
@@ -249,7 +260,11 @@ const DEFAULTS: Defaults = Defaults {
         request_timeout: "60s",
         max_result_bytes: 10 * 1024 * 1024 * 1024,
     },
-    postgres: DefaultPostgres { url: "" },
+    postgres: DefaultPostgres {
+        url: "",
+        statement_timeout: "60s",
+        lock_timeout: "10s",
+    },
     reconciler: DefaultReconciler {
         interval: "60s",
         batch_size: 5000,
@@ -383,6 +398,14 @@ impl Settings {
     }
 
     /// What a Postgres connection needs besides the URL.
+    /// The bounds of every Postgres statement and lock wait.
+    pub fn postgres_timeouts(&self) -> crate::warehouse::Timeouts {
+        crate::warehouse::Timeouts {
+            statement: self.postgres.statement_timeout,
+            lock: self.postgres.lock_timeout,
+        }
+    }
+
     pub fn postgres_tls(&self) -> TlsOptions {
         TlsOptions {
             mode: self.postgres.tls,

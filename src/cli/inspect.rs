@@ -13,8 +13,10 @@ use serde_json::{Value, json};
 use super::context::Context;
 use super::output::{emit, quiet_on_closed_pipe};
 use super::render;
+use crate::amc::Status;
 use crate::journal::replay::Replay;
-use crate::journal::{EventFilter, ExecutionFilter, StoredEvent, WeekView};
+use crate::journal::{EventFilter, ExecutionFilter, Phase, StoredEvent, WeekView};
+use crate::warehouse::rows::ExecutionStatus;
 
 /// How often `events --follow` looks for new events.
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
@@ -131,8 +133,22 @@ fn replay_upto(week: &WeekView, upto: i64) -> Replay {
     replay
 }
 
-/// Postgres's tracking values as the reconciler sends them (`journal::read`
-/// builds the same shapes from the tables), replayed up to the last change
+/// What Postgres holds of a replayed attempt, by the rule the reconciler
+/// sends it with (`warehouse::rows`); `None` when it is never sent.
+fn execution_status(replay: &Replay, attempt: &str) -> Option<ExecutionStatus> {
+    let row = replay
+        .state
+        .get(&("execution".to_owned(), attempt.to_owned()))?;
+    let phase = Phase::parse(row.get("state")?.as_str()?)?;
+    let amc = row
+        .get("amc_status")
+        .and_then(Value::as_str)
+        .map(Status::parse);
+    ExecutionStatus::of(phase, amc)
+}
+
+/// Postgres's tracking values as the reconciler sends them (the rules of
+/// `warehouse::rows`, applied to the replayed state), replayed up to the last change
 /// Postgres acknowledged. A row whose first change still waits, or an
 /// attempt AMC never held, is not in Postgres: `postgres` becomes `None`.
 fn fill_postgres_values(week: &mut WeekView) {
@@ -158,10 +174,7 @@ fn fill_postgres_values(week: &mut WeekView) {
         } else {
             let attempt = field(&replay, "week", &week_id, "attempt_id");
             let attempt = attempt.as_str().unwrap_or_default();
-            let sent = !matches!(
-                field(&replay, "execution", attempt, "state").as_str(),
-                None | Some("intent" | "abandoned")
-            );
+            let sent = execution_status(&replay, attempt).is_some();
             let values = json!({
                 "status": field(&replay, "week", &week_id, "status"),
                 "execution_id": if sent { json!(attempt) } else { Value::Null },
@@ -187,25 +200,16 @@ fn fill_postgres_values(week: &mut WeekView) {
             continue;
         };
         let id = attempt.id.to_string();
-        let state = field(&replay, "execution", &id, "state");
-        // Intents and abandoned attempts are never sent (`journal::read`).
-        if matches!(state.as_str(), None | Some("intent" | "abandoned")) {
+        // Intents and abandoned attempts are never sent.
+        let Some(status) = execution_status(&replay, &id) else {
             attempt.postgres = None;
             continue;
-        }
-        let seq = field(&replay, "execution", &id, "journal_seq");
-        let status = if state == "succeeded" {
-            json!("SUCCEEDED")
-        } else {
-            match field(&replay, "execution", &id, "amc_status") {
-                Value::Null => json!("PENDING"),
-                status => status,
-            }
         };
+        let seq = field(&replay, "execution", &id, "journal_seq");
         if let Some(synced) = &mut attempt.postgres {
             synced.journal_seq = seq.as_i64();
             synced.values = Some(json!({
-                "status": status,
+                "status": status.as_str(),
                 "amc_execution_id": field(&replay, "execution", &id, "amc_execution_id"),
                 "row_count": field(&replay, "execution", &id, "row_count"),
                 "error_message": field(&replay, "execution", &id, "error_message"),

@@ -5,6 +5,7 @@
 //! Owns the order of the steps and AMC's concurrency limit. Which weeks are
 //! due is the journal's planning; Postgres is never touched here.
 
+pub mod attach;
 pub mod backfill;
 pub mod cancel;
 pub mod runner;

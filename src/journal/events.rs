@@ -46,6 +46,9 @@ events! {
     CollectionUpdated(CollectionUpdated) = "collection.updated",
     /// A week became due and was added as pending.
     WeekAdded(WeekAdded) = "week.added",
+    /// A week of an application collection the schedule attached to, as
+    /// the application left it: completed ones are never submitted again.
+    WeekImported(WeekImported) = "week.imported",
     /// The intent to submit a week, committed before the POST (I1).
     AttemptIntent(AttemptIntent) = "attempt.intent",
     /// AMC answered the create with its execution id.
@@ -133,6 +136,11 @@ pub struct CollectionCreated {
     pub workflow_id: Option<String>,
     #[serde(default)]
     pub instance_id: Option<String>,
+    /// Set when the schedule attached to a collection the application
+    /// already had: its `collection_id` (`coll_...`), and the collection's
+    /// id is that row's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attached_from: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -153,6 +161,38 @@ pub struct CollectionUpdated {
 pub struct WeekAdded {
     pub collection_id: Uuid,
     pub week_start: NaiveDate,
+}
+
+/// A week imported from the application's `report_data_weeks` (its id
+/// kept), with the `workflow_executions` row it points at.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeekImported {
+    pub collection_id: Uuid,
+    pub week_start: NaiveDate,
+    /// The journal's word for it: `completed`, `failed`, `pending`, or
+    /// `running` when its execution is live in AMC (then polled, never
+    /// submitted again).
+    pub status: String,
+    /// What the application's row said, when it said something else.
+    pub application_status: String,
+    pub record_count: Option<i64>,
+    pub data_checksum: Option<String>,
+    pub error_message: Option<String>,
+    pub execution: Option<ImportedExecution>,
+}
+
+/// The execution of an imported week, which becomes an attempt of the
+/// journal with the application's ids.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImportedExecution {
+    /// `workflow_executions.id`: the attempt id from now on.
+    pub id: Uuid,
+    /// `workflow_executions.execution_id` (`exec_...`).
+    pub readable_id: String,
+    pub amc_execution_id: Option<String>,
+    /// `succeeded` for a completed week, `submitted` for a live one.
+    pub state: String,
+    pub row_count: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

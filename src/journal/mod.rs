@@ -10,12 +10,14 @@
 //!   `lock`: one runner per journal.
 //! - `events`: the typed vocabulary of the log; `chain`: its hash chain;
 //!   `change`: the one-transaction-per-write helper every writer uses.
-//! - `plan`: collections and their due weeks; `attempts`: each attempt's
+//! - `plan`: collections and their due weeks; `attach`: a collection the
+//!   application already had, imported; `attempts`: each attempt's
 //!   transitions; `scheduler`: the daemon's decisions.
 //! - `outbox` and `rows`: what waits for Postgres and the rows it is sent as.
 //! - `views`: what commands print; `replay`: the state the log implies, for
 //!   the audit and lineage; `identity`: deterministic ids (I5).
 
+mod attach;
 mod attempts;
 mod chain;
 mod change;
@@ -36,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use attach::{Attached, misaligned};
 pub use attempts::{CancelTarget, OpenAttempt, Phase, WorkItem};
 pub use chain::{ChainBreak, GENESIS, LinkFault, hash as event_hash, link_fault};
 pub use lock::RunnerLock;

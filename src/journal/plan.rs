@@ -30,18 +30,21 @@ impl Journal {
     /// Records the collection for `schedule`, fixes or extends its start,
     /// adds the weeks that became due, and returns every week needing work.
     pub fn plan(&self, schedule: &Schedule, today: NaiveDate) -> Result<Plan> {
-        let collection_id = identity::collection_id(&schedule.name);
         let configured = week::configured_start(schedule, today);
         let latest = week::latest_due(today, schedule.week_start, schedule.data_lag_days);
-        let (start_date, weeks_added) = self.change(|c| {
-            let stored: Option<(String, String)> = c
+        let (collection_id, start_date, weeks_added) = self.change(|c| {
+            // By name: an attached collection has the application's id.
+            let stored: Option<(Uuid, String, String)> = c
                 .tx
                 .query_row(
-                    "SELECT start_date, schedule_hash FROM collections WHERE id = ?1",
-                    [collection_id.to_string()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
+                    "SELECT id, start_date, schedule_hash FROM collections WHERE name = ?1",
+                    [&schedule.name],
+                    |row| Ok((uuid_at(row, 0)?, row.get(1)?, row.get(2)?)),
                 )
                 .optional()?;
+            let collection_id = stored
+                .as_ref()
+                .map_or_else(|| identity::collection_id(&schedule.name), |s| s.0);
             let end_date = (latest >= configured).then(|| week::inclusive_end(latest));
             let start = match &stored {
                 None => {
@@ -54,6 +57,7 @@ impl Journal {
                             schedule_hash: schedule.content_hash.clone(),
                             workflow_id: Some(schedule.workflow_id.clone()),
                             instance_id: Some(schedule.instance_id.clone()),
+                            attached_from: None,
                         }),
                     )?;
                     c.execute(
@@ -76,7 +80,7 @@ impl Journal {
                     c.mark(Entity::Collection, collection_id, seq)?;
                     configured
                 }
-                Some((stored_start, stored_hash)) => {
+                Some((_, stored_start, stored_hash)) => {
                     let stored_start = parse_date(stored_start).unwrap_or(configured);
                     // The start only ever moves earlier: nothing collected is dropped.
                     let start = stored_start.min(configured);
@@ -123,14 +127,21 @@ impl Journal {
                 }) {
                     continue;
                 }
-                let week_id = identity::week_id(collection_id, week_start);
+                // By start: a week imported from the application keeps its id.
                 let exists: bool = c
                     .tx
-                    .prepare_cached("SELECT EXISTS (SELECT 1 FROM weeks WHERE id = ?1)")?
-                    .query_row([week_id.to_string()], |row| row.get(0))?;
+                    .prepare_cached(
+                        "SELECT EXISTS (SELECT 1 FROM weeks
+                                        WHERE collection_id = ?1 AND week_start = ?2)",
+                    )?
+                    .query_row(
+                        params![collection_id.to_string(), week_start.to_string()],
+                        |row| row.get(0),
+                    )?;
                 if exists {
                     continue;
                 }
+                let week_id = identity::week_id(collection_id, week_start);
                 let seq = c.record(
                     &week_id.to_string(),
                     &Event::WeekAdded(WeekAdded {
@@ -159,7 +170,7 @@ impl Journal {
                     params![end.to_string(), collection_id.to_string()],
                 )?;
             }
-            Ok((start, added))
+            Ok((collection_id, start, added))
         })?;
         let work = self.work(collection_id)?;
         Ok(Plan {
@@ -168,6 +179,34 @@ impl Journal {
             weeks_added,
             work,
         })
+    }
+
+    /// The id of the collection recorded for the schedule `name`, if any
+    /// (an attached one has the application's id, not `collection_id(name)`).
+    pub fn collection_of(&self, name: &str) -> Result<Option<Uuid>> {
+        let connection = self.lock();
+        connection
+            .query_row(
+                "SELECT id FROM collections WHERE name = ?1",
+                [name],
+                |row| uuid_at(row, 0),
+            )
+            .optional()
+            .map_err(|e| self.sqlite(e))
+    }
+
+    /// Every collection this journal holds: none is attached twice.
+    pub fn collection_ids(&self) -> Result<Vec<Uuid>> {
+        let connection = self.lock();
+        let mut statement = connection
+            .prepare("SELECT id FROM collections")
+            .map_err(|e| self.sqlite(e))?;
+        let ids = statement
+            .query_map([], |row| uuid_at(row, 0))
+            .map_err(|e| self.sqlite(e))?
+            .collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.sqlite(e));
+        ids
     }
 
     /// A consistent copy of the journal at `path` (`VACUUM INTO`), for

@@ -12,6 +12,7 @@
 
 use serde_json::{Value, json};
 
+use super::attach::{IMPORTED, imported_amc_status};
 use super::events::{Event, ParseError};
 use crate::journal::{StateRow, StateTables};
 
@@ -171,6 +172,36 @@ impl Replay {
                     ("journal_seq", json!(seq)),
                 ]);
                 self.state.insert(("week".into(), subject.to_owned()), row);
+            }
+            Event::WeekImported(imported) => {
+                let execution = imported.execution.as_ref();
+                let row = StateRow::from([
+                    ("collection_id", json!(imported.collection_id)),
+                    ("week_start", json!(imported.week_start)),
+                    ("status", json!(imported.status)),
+                    ("attempt_id", json!(execution.map(|e| e.id))),
+                    ("attempts", json!(i64::from(execution.is_some()))),
+                    ("record_count", json!(imported.record_count)),
+                    ("data_checksum", json!(imported.data_checksum)),
+                    ("error_message", json!(imported.error_message)),
+                    ("journal_seq", json!(seq)),
+                ]);
+                self.state.insert(("week".into(), subject.to_owned()), row);
+                if let Some(execution) = execution {
+                    let row = StateRow::from([
+                        ("week_id", json!(subject)),
+                        ("state", json!(execution.state)),
+                        ("amc_execution_id", json!(execution.amc_execution_id)),
+                        ("amc_status", json!(imported_amc_status(&execution.state))),
+                        ("row_count", json!(execution.row_count)),
+                        ("data_checksum", json!(imported.data_checksum)),
+                        ("error_message", Value::Null),
+                        ("triggered_by", json!(IMPORTED)),
+                        ("journal_seq", json!(seq)),
+                    ]);
+                    self.state
+                        .insert(("execution".into(), execution.id.to_string()), row);
+                }
             }
             Event::AttemptIntent(intent) => {
                 let week = intent.week_id.to_string();

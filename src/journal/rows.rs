@@ -11,9 +11,17 @@ use std::collections::BTreeSet;
 use rusqlite::Connection;
 use uuid::Uuid;
 
-use super::sql::{bad_value, date_at, optional_time_at, parse_date, rows_by_id, time_at, uuid_at};
+use super::Phase;
+use super::sql::{
+    bad_value, date_at, json_at, optional_json_at, optional_time_at, parse_date, rows_by_id,
+    time_at, uuid_at,
+};
+use crate::amc::Status;
 use crate::schedule::week;
-use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, WeekRow};
+use crate::warehouse::rows::{
+    Batch, CollectionRow, CollectionStatus, ExecutionRow, ExecutionStatus, ResultColumns,
+    WeekCounts, WeekRow, readable_collection_id, readable_execution_id,
+};
 
 pub(super) fn rows_with_parents(
     connection: &Connection,
@@ -39,41 +47,55 @@ fn collection_rows(
     connection: &Connection,
     ids: &BTreeSet<String>,
 ) -> rusqlite::Result<Vec<CollectionRow>> {
+    // Counts from V7's running totals: a collection row costs the same
+    // after 20 years of weeks as after one.
     rows_by_id(
         connection,
-            "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date, c.end_date,
-                c.created_at, c.updated_at, c.journal_seq,
-                (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id AND w.status = 'completed'),
-                (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id AND w.status = 'failed'),
-                (SELECT count(*) FROM weeks w WHERE w.collection_id = c.id
-                   AND w.status IN ('pending', 'running'))
-             FROM json_each(?1) j JOIN collections c ON c.id = j.value",
+        "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date, c.end_date,
+            c.created_at, c.updated_at, c.journal_seq, c.readable_id,
+            (SELECT coalesce(sum(weeks), 0) FROM week_totals t
+              WHERE t.collection_id = c.id AND t.status = 'pending'),
+            (SELECT coalesce(sum(weeks), 0) FROM week_totals t
+              WHERE t.collection_id = c.id AND t.status = 'running'),
+            (SELECT coalesce(sum(weeks), 0) FROM week_totals t
+              WHERE t.collection_id = c.id AND t.status = 'completed'),
+            (SELECT coalesce(sum(weeks), 0) FROM week_totals t
+              WHERE t.collection_id = c.id AND t.status = 'failed'),
+            EXISTS (SELECT 1 FROM schedule_state s WHERE s.name = c.name AND s.paused = 1)
+         FROM json_each(?1) j JOIN collections c ON c.id = j.value",
         ids,
         |row| {
-                let end: Option<String> = row.get(5)?;
-                let (completed, failed, open): (i32, i64, i64) =
-                    (row.get(9)?, row.get(10)?, row.get(11)?);
-                let status = if open > 0 {
-                    "active"
-                } else if failed > 0 {
-                    "failed"
-                } else {
-                    "completed"
-                };
-                Ok(CollectionRow {
-                    id: uuid_at(row, 0)?,
-                    name: row.get(1)?,
-                    workflow_id: row.get(2)?,
-                    instance_id: row.get(3)?,
-                    start_date: date_at(row, 4)?,
-                    end_date: end.as_deref().and_then(parse_date),
-                    status: status.to_owned(),
-                    weeks_completed: completed,
-                    created_at: time_at(row, 6)?,
-                    updated_at: time_at(row, 7)?,
-                    journal_seq: row.get(8)?,
-                })
-            },
+            let id = uuid_at(row, 0)?;
+            let start = date_at(row, 4)?;
+            let end: Option<String> = row.get(5)?;
+            let readable: Option<String> = row.get(9)?;
+            let weeks = WeekCounts {
+                pending: row.get(10)?,
+                running: row.get(11)?,
+                completed: row.get(12)?,
+                failed: row.get(13)?,
+            };
+            let paused: bool = row.get(14)?;
+            Ok(CollectionRow {
+                id,
+                readable_id: readable.unwrap_or_else(|| readable_collection_id(id)),
+                name: row.get(1)?,
+                workflow_id: row.get(2)?,
+                instance_id: row.get(3)?,
+                start_date: start,
+                // Before its first week is due a collection covers none;
+                // the application's end_date is NOT NULL.
+                end_date: end
+                    .as_deref()
+                    .and_then(parse_date)
+                    .unwrap_or_else(|| week::inclusive_end(start)),
+                status: CollectionStatus::of(&weeks, paused),
+                weeks,
+                created_at: time_at(row, 6)?,
+                updated_at: time_at(row, 7)?,
+                journal_seq: row.get(8)?,
+            })
+        },
     )
 }
 
@@ -86,42 +108,44 @@ fn execution_rows(
     rows_by_id(
         connection,
         "SELECT a.id, a.amc_execution_id, c.workflow_id, c.instance_id, a.state, a.amc_status,
-                a.request, a.submitted_at, a.completed_at, a.row_count, a.error_message,
-                a.triggered_by, a.created_at, a.updated_at, a.journal_seq
+                a.request, coalesce(a.submitted_at, a.created_at), a.completed_at, a.row_count,
+                a.error_message, a.created_at, a.updated_at, a.journal_seq, a.readable_id,
+                r.columns, r.sample_rows, r.total_rows, r.sample_size
              FROM json_each(?1) j JOIN attempts a ON a.id = j.value
              JOIN weeks w ON w.id = a.week_id
              JOIN collections c ON c.id = w.collection_id
+             LEFT JOIN attempt_results r ON r.attempt_id = a.id
              WHERE a.state NOT IN ('intent', 'abandoned')",
         ids,
         |row| {
-            let state: String = row.get(4)?;
+            let id = uuid_at(row, 0)?;
+            let phase: String = row.get(4)?;
+            let phase = Phase::parse(&phase).ok_or_else(|| bad_value(4, &phase))?;
             let amc_status: Option<String> = row.get(5)?;
-            let request: String = row.get(6)?;
-            let status = match state.as_str() {
-                "succeeded" => "SUCCEEDED".to_owned(),
-                _ => amc_status.unwrap_or_else(|| "PENDING".to_owned()),
-            };
+            let status = ExecutionStatus::of(phase, amc_status.as_deref().map(Status::parse))
+                .ok_or_else(|| bad_value(4, phase.as_str()))?;
+            let readable: Option<String> = row.get(14)?;
             Ok(ExecutionRow {
-                id: uuid_at(row, 0)?,
+                id,
+                readable_id: readable.unwrap_or_else(|| readable_execution_id(id)),
                 amc_execution_id: row.get(1)?,
                 workflow_id: row.get(2)?,
                 instance_id: row.get(3)?,
                 status,
-                execution_parameters: serde_json::from_str(&request).map_err(|e| {
-                    rusqlite::Error::FromSqlConversionFailure(
-                        6,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    )
-                })?,
+                execution_parameters: json_at(row, 6)?,
                 started_at: optional_time_at(row, 7)?,
                 completed_at: optional_time_at(row, 8)?,
                 row_count: row.get(9)?,
                 error_message: row.get(10)?,
-                triggered_by: row.get(11)?,
-                created_at: time_at(row, 12)?,
-                updated_at: time_at(row, 13)?,
-                journal_seq: row.get(14)?,
+                result: ResultColumns {
+                    columns: optional_json_at(row, 15)?,
+                    rows: optional_json_at(row, 16)?,
+                    total_rows: row.get(17)?,
+                    sample_size: row.get(18)?,
+                },
+                created_at: time_at(row, 11)?,
+                updated_at: time_at(row, 12)?,
+                journal_seq: row.get(13)?,
             })
         },
     )
@@ -133,9 +157,11 @@ fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Resul
         "SELECT w.id, w.collection_id, w.week_start, w.status,
                 CASE WHEN a.state IN ('intent', 'abandoned') THEN NULL ELSE a.id END,
                 a.amc_execution_id, w.started_at, w.completed_at, w.record_count,
-                w.data_checksum, w.error_message, w.created_at, w.updated_at, w.journal_seq
+                w.data_checksum, w.error_message, w.created_at, w.updated_at, w.journal_seq,
+                CASE WHEN w.status = 'completed' THEN r.summary_stats END
              FROM json_each(?1) j JOIN weeks w ON w.id = j.value
-             LEFT JOIN attempts a ON a.id = w.attempt_id",
+             LEFT JOIN attempts a ON a.id = w.attempt_id
+             LEFT JOIN attempt_results r ON r.attempt_id = w.attempt_id",
         ids,
         |row| {
             let start = date_at(row, 2)?;
@@ -155,6 +181,7 @@ fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Resul
                 record_count: row.get(8)?,
                 data_checksum: row.get(9)?,
                 error_message: row.get(10)?,
+                summary_stats: optional_json_at(row, 14)?,
                 created_at: time_at(row, 11)?,
                 updated_at: time_at(row, 12)?,
                 journal_seq: row.get(13)?,

@@ -106,3 +106,26 @@ pub(super) fn sqlite_text(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Re
         rusqlite::types::ValueRef::Blob(b) => json!(hex::encode(b)),
     })
 }
+
+/// A JSON column.
+pub(super) fn json_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Value> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// A JSON column that may be NULL.
+pub(super) fn optional_json_at(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Value>> {
+    let text: Option<String> = row.get(index)?;
+    text.map(|t| {
+        serde_json::from_str(&t).map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(
+                index,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            )
+        })
+    })
+    .transpose()
+}

@@ -40,6 +40,8 @@ struct ScheduleFile {
     max_retries: Option<u32>,
     /// A humantime span, e.g. "3days".
     catchup_window: Option<String>,
+    /// The application's collection (`coll_...`) this schedule continues.
+    collection_id: Option<String>,
     #[serde(default)]
     parameters: BTreeMap<String, String>,
 }
@@ -71,6 +73,10 @@ pub struct Schedule {
     pub max_retries: u32,
     /// Sent as `parameterValues`.
     pub parameters: BTreeMap<String, String>,
+    /// `collection_id`: the application collection (`coll_...`) to attach
+    /// to; without it a schedule attaches to the one collection of its
+    /// workflow and instance, if the application has one.
+    pub collection_id: Option<String>,
     /// Overrides `scheduler.catchup_window` for this schedule: how far back
     /// missed firings are caught up at start.
     pub catchup_window: Option<std::time::Duration>,
@@ -159,6 +165,14 @@ impl Schedule {
                 return Err(error(format!("key `{key}`: must not be empty")));
             }
         }
+        let collection_id = match raw.collection_id {
+            Some(id) if id.trim().is_empty() || id.contains('\0') => {
+                return Err(error(
+                    "key `collection_id`: must name an application collection like \"coll_1a2b3c4d\"".into(),
+                ));
+            }
+            other => other,
+        };
         let catchup_window = raw
             .catchup_window
             .as_deref()
@@ -181,6 +195,7 @@ impl Schedule {
             data_lag_days: raw.data_lag_days.unwrap_or(14),
             max_retries: raw.max_retries.unwrap_or(3),
             parameters: raw.parameters,
+            collection_id,
             catchup_window,
             file: file.to_path_buf(),
             content_hash: hex::encode(Sha256::digest(&bytes)),

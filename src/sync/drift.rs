@@ -8,10 +8,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use uuid::Uuid;
+
 use serde::Serialize;
 
 use crate::journal::{Entity, Journal, JournalError};
-use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, WeekRow};
+use crate::warehouse::Snapshot;
+use crate::warehouse::rows::{Batch, CollectionRow, ExecutionRow, NULL, TrackedRow, WeekRow};
 use crate::warehouse::{Warehouse, WarehouseError};
 
 #[derive(Debug, Clone, Serialize)]
@@ -105,132 +108,123 @@ pub enum DriftError {
 /// Postgres check reports.
 pub async fn check(journal: &Journal, warehouse: &Warehouse) -> Result<DriftReport, DriftError> {
     let ours = journal.all_rows()?;
-    let theirs = warehouse.all_rows().await?;
+    let collections: Vec<Uuid> = ours.collections.iter().map(|c| c.id).collect();
+    let executions: Vec<Uuid> = ours.executions.iter().map(|e| e.id).collect();
+    let theirs = warehouse.snapshot(&collections, &executions).await?;
     Ok(compare(&ours, &theirs, &journal.unsynced()?))
 }
 
-/// Compares `journal` with `postgres`, skipping rows listed in `unsynced`
-/// as `(entity, id)`.
+/// Compares the journal's rows with Postgres's copy, skipping rows listed
+/// in `unsynced` as `(entity, id)`: those are not there yet, which is not
+/// drift. A `journal_seq` Postgres does not hold (a row the application
+/// wrote and chronicle imported without writing it back) is not compared.
 pub fn compare(
     journal: &Batch,
-    postgres: &Batch,
+    postgres: &Snapshot,
     unsynced: &BTreeSet<(Entity, String)>,
 ) -> DriftReport {
     let mut findings = Vec::new();
-    let ours: BTreeSet<_> = journal.collections.iter().map(|c| c.id).collect();
-    let pg_weeks: Vec<&WeekRow> = postgres
-        .weeks
-        .iter()
-        .filter(|w| ours.contains(&w.collection_id))
-        .collect();
-    let referenced: BTreeSet<_> = pg_weeks.iter().filter_map(|w| w.execution_id).collect();
-    let journal_executions: BTreeSet<_> = journal.executions.iter().map(|e| e.id).collect();
-    let pg_executions: Vec<&ExecutionRow> = postgres
-        .executions
-        .iter()
-        .filter(|e| journal_executions.contains(&e.id) || referenced.contains(&e.id))
-        .collect();
-    let pg_collections: Vec<&CollectionRow> = postgres
+    let ours: Vec<TrackedRow> = journal
         .collections
         .iter()
-        .filter(|c| ours.contains(&c.id))
+        .map(CollectionRow::tracked)
+        .chain(journal.executions.iter().map(ExecutionRow::tracked))
+        .chain(journal.weeks.iter().map(WeekRow::tracked))
         .collect();
-    let other_rows = postgres.len() - pg_weeks.len() - pg_executions.len() - pg_collections.len();
-
+    let theirs: HashMap<(Entity, &str), &TrackedRow> = postgres
+        .rows
+        .iter()
+        .map(|r| ((r.entity, r.id.as_str()), r))
+        .collect();
+    let mut seen = BTreeSet::new();
     let mut skipped = 0;
-    let mut side = |entity: Entity,
-                    journal_rows: Vec<(String, Vec<(&'static str, String)>)>,
-                    pg_rows: Vec<(String, Vec<(&'static str, String)>)>| {
-        let pg: HashMap<_, _> = pg_rows.into_iter().collect();
-        let mut seen = BTreeSet::new();
-        for (id, columns) in journal_rows {
-            seen.insert(id.clone());
-            if unsynced.contains(&(entity, id.clone())) {
-                skipped += 1;
-                continue;
-            }
-            match pg.get(&id) {
-                None => findings.push(Finding {
-                    entity,
-                    id,
-                    problem: Problem::MissingInPostgres,
-                    detail: String::new(),
-                }),
-                Some(theirs) => {
-                    let differing: Vec<String> = columns
-                        .iter()
-                        .zip(theirs)
-                        .filter(|(a, b)| a.1 != b.1)
-                        .map(|(a, b)| format!("{}: journal {} / postgres {}", a.0, a.1, b.1))
-                        .collect();
-                    if !differing.is_empty() {
-                        findings.push(Finding {
-                            entity,
-                            id,
-                            problem: Problem::Differs,
-                            detail: differing.join("; "),
-                        });
-                    }
-                }
-            }
+    for row in &ours {
+        seen.insert((row.entity, row.id.as_str()));
+        if unsynced.contains(&(row.entity, row.id.clone())) {
+            skipped += 1;
+            continue;
         }
-        for id in pg.keys().filter(|id| !seen.contains(*id)) {
+        let Some(pg) = theirs.get(&(row.entity, row.id.as_str())) else {
             findings.push(Finding {
-                entity,
-                id: id.clone(),
+                entity: row.entity,
+                id: row.id.clone(),
+                problem: Problem::MissingInPostgres,
+                detail: String::new(),
+            });
+            continue;
+        };
+        let differing: Vec<String> = row
+            .columns
+            .iter()
+            .filter(|(column, value)| {
+                let held = pg.get(column).unwrap_or(NULL);
+                held != value && !(*column == "journal_seq" && held == NULL)
+            })
+            .map(|(column, value)| {
+                format!(
+                    "{column}: journal {value} / postgres {}",
+                    pg.get(column).unwrap_or(NULL)
+                )
+            })
+            .collect();
+        if !differing.is_empty() {
+            findings.push(Finding {
+                entity: row.entity,
+                id: row.id.clone(),
+                problem: Problem::Differs,
+                detail: differing.join("; "),
+            });
+        }
+    }
+    for row in &postgres.rows {
+        if !seen.contains(&(row.entity, row.id.as_str())) {
+            findings.push(Finding {
+                entity: row.entity,
+                id: row.id.clone(),
                 problem: Problem::MissingInJournal,
                 detail: String::new(),
             });
         }
-    };
-    side(
-        Entity::Collection,
-        journal.collections.iter().map(collection_columns).collect(),
-        pg_collections.into_iter().map(collection_columns).collect(),
-    );
-    side(
-        Entity::Execution,
-        journal.executions.iter().map(execution_columns).collect(),
-        pg_executions.iter().map(|e| execution_columns(e)).collect(),
-    );
-    side(
-        Entity::Week,
-        journal.weeks.iter().map(week_columns).collect(),
-        pg_weeks.iter().map(|w| week_columns(w)).collect(),
-    );
-
-    let pg_execution_ids: BTreeSet<_> = postgres.executions.iter().map(|e| e.id).collect();
-    let pg_collection_ids: BTreeSet<_> = postgres.collections.iter().map(|c| c.id).collect();
+    }
+    let pg_weeks: Vec<&TrackedRow> = postgres
+        .rows
+        .iter()
+        .filter(|r| r.entity == Entity::Week)
+        .collect();
+    let has = |entity: Entity, id: &str| theirs.contains_key(&(entity, id));
     for week in &pg_weeks {
-        if let Some(execution) = week.execution_id.filter(|e| !pg_execution_ids.contains(e)) {
+        let execution = week.get("execution_id").unwrap_or(NULL);
+        if execution != NULL && !has(Entity::Execution, execution) {
             findings.push(Finding {
                 entity: Entity::Week,
-                id: week.id.to_string(),
+                id: week.id.clone(),
                 problem: Problem::Dangling,
                 detail: format!("execution_id {execution} is not in workflow_executions"),
             });
         }
-        if !pg_collection_ids.contains(&week.collection_id) {
+        let collection = week.get("collection_id").unwrap_or(NULL);
+        if !has(Entity::Collection, collection) {
             findings.push(Finding {
                 entity: Entity::Week,
-                id: week.id.to_string(),
+                id: week.id.clone(),
                 problem: Problem::Dangling,
-                detail: format!(
-                    "collection_id {} is not in report_data_collections",
-                    week.collection_id
-                ),
+                detail: format!("collection_id {collection} is not in report_data_collections"),
             });
         }
     }
-
-    let names: HashMap<_, _> = journal
+    let names: HashMap<String, &str> = journal
         .collections
         .iter()
-        .map(|c| (c.id, c.name.clone()))
+        .map(|c| (c.id.to_string(), c.name.as_str()))
         .collect();
     let mut population: BTreeMap<String, Population> = BTreeMap::new();
     for week in &pg_weeks {
-        let name = names[&week.collection_id].clone();
+        let collection = week.get("collection_id").unwrap_or(NULL);
+        let name = names
+            .get(collection)
+            .copied()
+            .unwrap_or(collection)
+            .to_owned();
         let entry = population.entry(name.clone()).or_insert(Population {
             collection: name,
             weeks: 0,
@@ -238,9 +232,9 @@ pub fn compare(
             completed_without_execution_id: 0,
         });
         entry.weeks += 1;
-        if week.execution_id.is_some() {
+        if week.get("execution_id").is_some_and(|e| e != NULL) {
             entry.with_execution_id += 1;
-        } else if week.status == "completed" {
+        } else if week.get("status") == Some("completed") {
             entry.completed_without_execution_id += 1;
         }
     }
@@ -248,55 +242,6 @@ pub fn compare(
         findings,
         population: population.into_values().collect(),
         unsynced: skipped,
-        other_rows,
+        other_rows: postgres.other_rows.max(0) as usize,
     }
-}
-
-fn text<T: ToString>(value: &Option<T>) -> String {
-    value.as_ref().map_or("NULL".into(), |v| v.to_string())
-}
-
-fn collection_columns(c: &CollectionRow) -> (String, Vec<(&'static str, String)>) {
-    (
-        c.id.to_string(),
-        vec![
-            ("name", c.name.clone()),
-            ("start_date", c.start_date.to_string()),
-            ("end_date", text(&c.end_date)),
-            ("status", c.status.clone()),
-            ("weeks_completed", c.weeks_completed.to_string()),
-            ("journal_seq", c.journal_seq.to_string()),
-        ],
-    )
-}
-
-fn execution_columns(e: &ExecutionRow) -> (String, Vec<(&'static str, String)>) {
-    (
-        e.id.to_string(),
-        vec![
-            ("amc_execution_id", text(&e.amc_execution_id)),
-            ("status", e.status.clone()),
-            ("row_count", text(&e.row_count)),
-            ("error_message", text(&e.error_message)),
-            ("started_at", text(&e.started_at)),
-            ("completed_at", text(&e.completed_at)),
-            ("journal_seq", e.journal_seq.to_string()),
-        ],
-    )
-}
-
-fn week_columns(w: &WeekRow) -> (String, Vec<(&'static str, String)>) {
-    (
-        w.id.to_string(),
-        vec![
-            ("status", w.status.clone()),
-            ("execution_id", text(&w.execution_id)),
-            ("amc_execution_id", text(&w.amc_execution_id)),
-            ("record_count", text(&w.record_count)),
-            ("data_checksum", text(&w.data_checksum)),
-            ("error_message", text(&w.error_message)),
-            ("week_end_date", w.week_end_date.to_string()),
-            ("journal_seq", w.journal_seq.to_string()),
-        ],
-    )
 }
