@@ -201,12 +201,11 @@ impl Journal {
         let mut statement = connection
             .prepare("SELECT id FROM collections")
             .map_err(|e| self.sqlite(e))?;
-        let ids = statement
+        let rows = statement
             .query_map([], |row| uuid_at(row, 0))
-            .map_err(|e| self.sqlite(e))?
-            .collect::<rusqlite::Result<Vec<_>>>()
-            .map_err(|e| self.sqlite(e));
-        ids
+            .map_err(|e| self.sqlite(e))?;
+        rows.collect::<rusqlite::Result<Vec<_>>>()
+            .map_err(|e| self.sqlite(e))
     }
 
     /// A consistent copy of the journal at `path` (`VACUUM INTO`), for
