@@ -76,7 +76,7 @@ pub async fn run<A: Api + Clone + 'static>(
         settings.amc.poll_interval,
         Limits::new(settings.amc.max_concurrent_executions),
     )
-    .with_settings(&settings.amc);
+    .with_settings(settings);
     let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
     let bar = progress_bar(&schedule.name);
     let (plan, report) = runner.collect(schedule, today, triggered_by, &bar).await?;

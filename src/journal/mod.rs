@@ -12,6 +12,7 @@ mod inspect;
 mod lock;
 mod read;
 pub mod replay;
+mod unresolved;
 mod write;
 
 use std::fs::File;
