@@ -16,6 +16,9 @@ use crate::helpers::{run_chronicle, text};
 
 const INSTANCE: &str = "amcstrict1";
 
+/// A week's status, AMC id, rows and checksum, by its current attempt.
+type WeekState = (String, Option<String>, Option<i64>, Option<String>);
+
 /// One chronicle folder (config, journal, one schedule) against `sim`.
 struct Journaled {
     dir: tempfile::TempDir,
@@ -82,7 +85,7 @@ impl Journaled {
     }
 
     /// Week start -> (status, AMC id, rows, checksum) of its current attempt.
-    fn weeks(&self) -> BTreeMap<String, (String, Option<String>, Option<i64>, Option<String>)> {
+    fn weeks(&self) -> BTreeMap<String, WeekState> {
         let journal = self.journal();
         let mut statement = journal
             .prepare(
