@@ -42,18 +42,14 @@ pub struct Summary {
     pub checksum: String,
     /// `result_columns`: one per header column, with its type word.
     pub result_columns: Vec<ResultColumn>,
-    /// `result_rows`: the first records (at most `FetchOptions::rows_limit`)
-    /// as objects keyed by column name; `result_sample_size` is their number.
-    pub result_rows: Vec<Map<String, Value>>,
+    /// `result_rows` as JSON text, ready for the jsonb column: an array of
+    /// the first records (at most `FetchOptions::rows_limit`) as objects
+    /// keyed by column name. Text, not values: held compactly until then.
+    pub result_rows_json: String,
+    /// `result_sample_size`: how many rows `result_rows_json` holds.
+    pub result_sample_size: usize,
     /// `summary_stats`: `total_<c>` and `avg_<c>` for each numeric column.
     pub summary_stats: Map<String, Value>,
-}
-
-impl Summary {
-    /// `result_sample_size`: how many rows `result_rows` holds.
-    pub fn result_sample_size(&self) -> usize {
-        self.result_rows.len()
-    }
 }
 
 /// Why a result could not be summarized.
@@ -204,7 +200,8 @@ impl Tally {
             record_count: records.record_count,
             checksum: hex::encode(self.sha.finalize()),
             result_columns: records.columns,
-            result_rows: records.rows,
+            result_rows_json: records.rows_json,
+            result_sample_size: records.rows,
             summary_stats: records.stats,
         })
     }
