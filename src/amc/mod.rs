@@ -13,7 +13,7 @@ mod error;
 pub(crate) mod listing;
 pub mod result;
 pub mod simulator;
-pub mod wire;
+pub(crate) mod wire;
 
 use std::future::Future;
 

@@ -208,7 +208,11 @@ async fn http_create(
             fault.response()
         }
         (Ok(execution), None) => {
-            let status = StatusCode::from_u16(sim.config().create_status).unwrap_or(StatusCode::OK);
+            // Only what AMC answers a create with; anything else is read as 200.
+            let status = Some(sim.config().create_status)
+                .filter(|s| wire::is_create_success(*s))
+                .and_then(|s| StatusCode::from_u16(s).ok())
+                .unwrap_or(StatusCode::OK);
             sim.execution_body(execution, status)
         }
         (
