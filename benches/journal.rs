@@ -187,6 +187,7 @@ fn real_commits(
                             time_window_start_original: Some(request.time_window_start.clone()),
                             time_window_end_original: Some(request.time_window_end.clone()),
                             time_window_time_zone_original: None,
+                            parameter_values: None,
                             status_reason: None,
                             failure_reason: None,
                             details: None,

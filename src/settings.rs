@@ -104,6 +104,17 @@ pub struct AmcSettings {
 }
 
 impl AmcSettings {
+    /// The longest one create call may take, token refresh, `Retry-After`
+    /// pauses and retries of a create that provably did not arrive
+    /// included: the runner cuts the call there, so AMC can only have
+    /// received an attempt's POST within this of its intent (adoption's
+    /// bound, ARCHITECTURE.md "Crash windows").
+    pub fn create_span(&self) -> Duration {
+        self.retry_max_elapsed
+            .saturating_mul(2)
+            .saturating_add(self.request_timeout.saturating_mul(3))
+    }
+
     pub fn retry_policy(&self) -> crate::amc::client::retry::RetryPolicy {
         crate::amc::client::retry::RetryPolicy {
             attempts: self.retry_attempts,
@@ -139,7 +150,18 @@ pub struct PostgresSettings {
     /// table it writes.
     #[serde(with = "humantime_serde")]
     pub lock_timeout: Duration,
+    /// Rows of each result kept as `workflow_executions.result_rows` for
+    /// the application's dashboards (the first ones); 0 keeps none. The
+    /// count, checksum and `summary_stats` always cover every row.
+    pub result_rows_limit: usize,
 }
+
+/// `postgres.result_rows_limit` unless configured.
+pub const DEFAULT_RESULT_ROWS_LIMIT: usize = 10_000;
+
+/// `result_rows` is one jsonb value of one row: past this many rows it
+/// would outgrow what a dashboard reads and what Postgres holds in a value.
+const MAX_RESULT_ROWS_LIMIT: usize = 100_000;
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -223,6 +245,7 @@ struct DefaultPostgres {
     url: &'static str,
     statement_timeout: &'static str,
     lock_timeout: &'static str,
+    result_rows_limit: usize,
 }
 
 #[derive(Serialize)]
@@ -264,6 +287,7 @@ const DEFAULTS: Defaults = Defaults {
         url: "",
         statement_timeout: "60s",
         lock_timeout: "10s",
+        result_rows_limit: DEFAULT_RESULT_ROWS_LIMIT,
     },
     reconciler: DefaultReconciler {
         interval: "60s",
@@ -347,6 +371,12 @@ impl Settings {
         }
         if self.amc.max_result_bytes == 0 {
             return invalid("amc.max_result_bytes", "must be at least 1");
+        }
+        if self.postgres.result_rows_limit > MAX_RESULT_ROWS_LIMIT {
+            return invalid(
+                "postgres.result_rows_limit",
+                &format!("must be at most {MAX_RESULT_ROWS_LIMIT} (0 keeps no rows)"),
+            );
         }
         if self.reconciler.interval.is_zero() {
             return invalid("reconciler.interval", "must be longer than zero");
@@ -450,6 +480,24 @@ mod tests {
         std::fs::write(&path, config).unwrap();
         let settings = Settings::load(&path, true);
         (dir, settings)
+    }
+
+    #[test]
+    fn result_rows_limit_defaults_to_ten_thousand_and_is_bounded() {
+        let (_dir, settings) = load("");
+        assert_eq!(settings.unwrap().postgres.result_rows_limit, 10_000);
+        let (_dir, settings) = load("[postgres]\nresult_rows_limit = 0\n");
+        assert_eq!(settings.unwrap().postgres.result_rows_limit, 0);
+        let (_dir, settings) = load("[postgres]\nresult_rows_limit = 1000000\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("postgres.result_rows_limit"), "{error}");
+        let (_dir, settings) = load("[postgres]\nresult_rows_limit = -1\n");
+        assert!(
+            settings
+                .unwrap_err()
+                .to_string()
+                .contains("result_rows_limit")
+        );
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub async fn run<A: Api + Clone + 'static>(
         settings.amc.poll_interval,
         Limits::new(settings.amc.max_concurrent_executions),
     )
-    .with_settings(&settings.amc);
+    .with_settings(settings);
     let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
     let (plan, report) = runner
         .collect(schedule, today, triggered_by, progress)

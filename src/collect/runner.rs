@@ -17,16 +17,14 @@ use indicatif::ProgressBar;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use crate::amc::adoption::{self, SentWindow, Verdict};
 use crate::amc::result::{FetchError, FetchOptions};
-use crate::amc::{self, Api, ApiError, CreateExecution, Execution, ListQuery, Status};
+use crate::amc::{self, Api, ApiError, CreateExecution, ListQuery, Status, listing};
 use crate::journal::events::RunOutcome;
 use crate::journal::{Journal, JournalError, OpenAttempt, Phase, Plan, WorkItem};
 use crate::schedule::Schedule;
 use crate::schedule::week;
-
-/// Executions created up to this long before the intent was journaled are
-/// still considered for adoption: host and AMC clocks disagree a little.
-const CLOCK_SKEW: chrono::Duration = chrono::Duration::minutes(10);
+use crate::settings::Settings;
 
 /// A download that fails is tried this many times before the week is left
 /// for the next run (the attempt stays open, nothing is lost).
@@ -151,7 +149,7 @@ pub struct Runner<A> {
     options: RunOptions,
 }
 
-/// What `[amc]` says about foreign executions and results.
+/// What the settings say about foreign executions, creates and results.
 #[derive(Debug, Clone)]
 struct RunOptions {
     /// `amc.count_foreign_executions`.
@@ -160,6 +158,11 @@ struct RunOptions {
     max_result_bytes: u64,
     /// `amc.results_dir`.
     results_dir: Option<PathBuf>,
+    /// `postgres.result_rows_limit`.
+    result_rows_limit: usize,
+    /// The longest a create call may take (`AmcSettings::create_span`): a
+    /// POST leaves within this of its intent, which bounds adoption.
+    create_span: Duration,
 }
 
 impl Default for RunOptions {
@@ -168,6 +171,8 @@ impl Default for RunOptions {
             count_foreign: false,
             max_result_bytes: u64::MAX,
             results_dir: None,
+            result_rows_limit: crate::settings::DEFAULT_RESULT_ROWS_LIMIT,
+            create_span: Duration::from_secs(600),
         }
     }
 }
@@ -190,13 +195,17 @@ impl<A: Api + Clone + 'static> Runner<A> {
         }
     }
 
-    /// Takes foreign-execution counting, the result size limit and the
-    /// results folder from `[amc]`.
-    pub fn with_settings(mut self, amc: &crate::settings::AmcSettings) -> Runner<A> {
+    /// Takes foreign-execution counting, the create call's bound, the
+    /// result size limit and the results folder from `[amc]`, and the rows
+    /// kept for the dashboards from `postgres.result_rows_limit`.
+    pub fn with_settings(mut self, settings: &Settings) -> Runner<A> {
+        let amc = &settings.amc;
         self.options = RunOptions {
             count_foreign: amc.count_foreign_executions,
             max_result_bytes: amc.max_result_bytes,
             results_dir: amc.results_dir.clone(),
+            result_rows_limit: settings.postgres.result_rows_limit,
+            create_span: amc.create_span(),
         };
         self
     }
@@ -349,7 +358,13 @@ impl<A: Api> WeekRun<A> {
         loop {
             match self.see_through(&mut attempt, fresh).await? {
                 Outcome::Succeeded => return Ok(None),
-                Outcome::Unresolved(reason) => return Ok(Some(reason)),
+                Outcome::Unresolved(reason) => {
+                    // Open, never abandoned blind: journaled so `status`,
+                    // `weeks` and /metrics can show it until a run settles it.
+                    tracing::warn!(week = %week_id, attempt = %attempt.id, %reason, "attempt left open");
+                    self.journal.record_unresolved(&attempt, &reason)?;
+                    return Ok(Some(reason));
+                }
                 Outcome::Failed {
                     status,
                     message,
@@ -423,33 +438,28 @@ impl<A: Api> WeekRun<A> {
     /// PENDING or RUNNING executions of the instance no attempt owns. The
     /// outer error is the journal's, the inner one AMC's.
     async fn foreign_live(&self) -> Result<Result<usize, ApiError>, JournalError> {
-        let mut query = ListQuery {
+        let query = ListQuery {
             workflow_id: String::new(),
             min_creation_time: chrono::Utc::now() - FOREIGN_LOOKBACK,
             next_token: None,
         };
+        let listed = match listing::list_all(&self.api, &self.instance_id, &query).await {
+            Ok(listed) => listed,
+            Err(e) => return Ok(Err(e)),
+        };
         let mut count = 0;
-        loop {
-            let page = match self.api.list(&self.instance_id, &query).await {
-                Ok(page) => page,
-                Err(e) => return Ok(Err(e)),
-            };
-            for execution in page.executions {
-                let live = matches!(execution.status, Status::Pending | Status::Running);
-                if live
-                    && self
-                        .journal
-                        .attempt_owning(&execution.workflow_execution_id)?
-                        .is_none()
-                {
-                    count += 1;
-                }
-            }
-            match page.next_token {
-                Some(token) => query.next_token = Some(token),
-                None => return Ok(Ok(count)),
+        for execution in listed {
+            let live = matches!(execution.status, Status::Pending | Status::Running);
+            if live
+                && self
+                    .journal
+                    .attempt_owning(&execution.workflow_execution_id)?
+                    .is_none()
+            {
+                count += 1;
             }
         }
+        Ok(Ok(count))
     }
 
     async fn see_through(
@@ -526,7 +536,18 @@ impl<A: Api> WeekRun<A> {
         fresh: bool,
     ) -> Result<Option<Outcome>, RunError> {
         if fresh {
-            match self.api.create(&self.instance_id, &attempt.request).await {
+            // Cut at the bound adoption relies on: a POST not sent by then is
+            // never sent (the future is dropped), one sent was sent in time.
+            let create = self.api.create(&self.instance_id, &attempt.request);
+            let created = tokio::time::timeout(self.options.create_span, create)
+                .await
+                .unwrap_or_else(|_| {
+                    Err(ApiError::OutcomeUnknown(format!(
+                        "the create call took longer than {:?}",
+                        self.options.create_span
+                    )))
+                });
+            match created {
                 Ok(execution) => {
                     self.journal.record_submitted(attempt, &execution, false)?;
                     return Ok(None);
@@ -551,14 +572,21 @@ impl<A: Api> WeekRun<A> {
             }
         }
         match self.find_created(attempt).await? {
-            Ok(Some(execution)) => {
+            Ok(Verdict::Adopt(execution)) => {
                 tracing::info!(attempt = %attempt.id, execution = %execution.workflow_execution_id, "adopted the execution AMC created for this intent");
                 self.journal.record_submitted(attempt, &execution, true)?;
                 Ok(None)
             }
-            Ok(None) => Ok(Some(Outcome::Abandoned(
+            Ok(Verdict::NoneCreated) => Ok(Some(Outcome::Abandoned(
                 "AMC lists no execution for this request".to_owned(),
             ))),
+            Ok(Verdict::Ambiguous(ids)) => Ok(Some(Outcome::Unresolved(format!(
+                "cannot tell which AMC execution attempt {} created: {} match its request ({}); \
+                 none was adopted",
+                attempt.id,
+                ids.len(),
+                ids.join(", ")
+            )))),
             Err(e @ ApiError::Auth(_)) => Err(RunError::Auth(e)),
             Err(e) => Ok(Some(Outcome::Unresolved(format!(
                 "cannot tell whether AMC created attempt {}: {e}",
@@ -567,38 +595,30 @@ impl<A: Api> WeekRun<A> {
         }
     }
 
-    /// Lists the instance's executions of this workflow since the intent and
-    /// returns the one created for its window that no attempt owns yet. The
-    /// outer error is the journal's, the inner one AMC's.
+    /// Lists the instance's executions of this workflow from the moment the
+    /// intent's POST could first have arrived, and decides which is its own
+    /// (`adoption`: same request, created while the POST could arrive, not
+    /// owned by any attempt). The outer error is the journal's, the inner
+    /// one AMC's.
     async fn find_created(
         &self,
         attempt: &OpenAttempt,
-    ) -> Result<Result<Option<Execution>, ApiError>, JournalError> {
-        let mut query = ListQuery {
+    ) -> Result<Result<Verdict, ApiError>, JournalError> {
+        let sent = SentWindow::after_intent(attempt.created_at, self.options.create_span);
+        let query = ListQuery {
             workflow_id: attempt.request.workflow_id.clone(),
-            min_creation_time: attempt.created_at - CLOCK_SKEW,
+            min_creation_time: sent.earliest,
             next_token: None,
         };
-        loop {
-            let page = match self.api.list(&self.instance_id, &query).await {
-                Ok(page) => page,
-                Err(e) => return Ok(Err(e)),
-            };
-            for execution in page.executions {
-                if execution.answers(&attempt.request)
-                    && self
-                        .journal
-                        .attempt_owning(&execution.workflow_execution_id)?
-                        .is_none()
-                {
-                    return Ok(Ok(Some(execution)));
-                }
-            }
-            match page.next_token {
-                Some(token) => query.next_token = Some(token),
-                None => return Ok(Ok(None)),
-            }
-        }
+        let listed = match listing::list_all(&self.api, &self.instance_id, &query).await {
+            Ok(listed) => listed,
+            Err(e) => return Ok(Err(e)),
+        };
+        let journal = &self.journal;
+        adoption::decide(listed, &attempt.request, sent, |id| {
+            journal.attempt_owning(id).map(|owner| owner.is_some())
+        })
+        .map(Ok)
     }
 
     /// Downloads and checks the result of a SUCCEEDED execution.
@@ -620,6 +640,7 @@ impl<A: Api> WeekRun<A> {
                     }
                 },
             },
+            rows_limit: self.options.result_rows_limit,
         };
         let (mut failures, mut waits) = (0, 0);
         loop {
@@ -631,7 +652,7 @@ impl<A: Api> WeekRun<A> {
                 Ok(urls) => amc::result::fetch(&self.http, &urls, &options).await,
                 Err(e) => Err(FetchError::Api(e)),
             };
-            let error = match fetched {
+            let (error, pending) = match fetched {
                 Ok(summary) => {
                     self.journal.record_succeeded(attempt, &summary)?;
                     return Ok(Outcome::Succeeded);
@@ -647,9 +668,14 @@ impl<A: Api> WeekRun<A> {
                     return Ok(Outcome::Unresolved(e.to_string()));
                 }
                 Err(FetchError::Api(e @ ApiError::Auth(_))) => return Err(RunError::Auth(e)),
-                Err(FetchError::Api(e)) => e,
+                Err(FetchError::Api(e)) => {
+                    let pending = e.is_result_pending();
+                    (e.to_string(), pending)
+                }
+                // Not an empty result: the files are not written yet.
+                Err(e @ FetchError::NoFiles) => (e.to_string(), true),
             };
-            let spent = if error.is_result_pending() {
+            let spent = if pending {
                 waits += 1;
                 waits >= RESULT_WAITS
             } else {

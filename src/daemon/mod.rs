@@ -371,7 +371,7 @@ pub async fn run<A: Api + Clone + 'static>(
                 settings.amc.poll_interval,
                 Limits::new(settings.amc.max_concurrent_executions),
             )
-            .with_settings(&settings.amc),
+            .with_settings(&settings),
         ),
         journal: journal.clone(),
         decider: Decider::default(),

@@ -101,6 +101,19 @@ pub struct CancelTarget {
     pub week_start: NaiveDate,
 }
 
+/// sha256 (hex) over a result's stored `columns`, sample `rows` (empty when
+/// none are kept) and `stats`, each followed by a line feed: what
+/// `attempt.succeeded` carries and the audit recomputes.
+pub(super) fn result_digest(columns: &str, rows: Option<&str>, stats: &str) -> String {
+    use sha2::{Digest, Sha256};
+    let mut sha = Sha256::new();
+    for part in [columns, rows.unwrap_or(""), stats] {
+        sha.update(part.as_bytes());
+        sha.update(b"\n");
+    }
+    hex::encode(sha.finalize())
+}
+
 pub(super) const OPEN_ATTEMPT_COLUMNS: &str =
     "a.id, a.week_id, a.state, a.amc_execution_id, a.amc_status, a.request, a.created_at";
 
@@ -228,6 +241,14 @@ impl Journal {
         let record_count = result.record_count;
         let data_checksum = result.checksum.as_str();
         let count = i64::try_from(record_count).map_err(|e| self.invalid(e.to_string()))?;
+        let columns = serde_json::to_string(&result.result_columns)
+            .map_err(|e| self.invalid(e.to_string()))?;
+        // No sample kept (`postgres.result_rows_limit = 0`): `result_rows`
+        // stays NULL, as the application leaves it for a result it did not
+        // keep.
+        let rows = (result.result_sample_size > 0).then_some(result.result_rows_json.as_str());
+        let stats = serde_json::Value::Object(result.summary_stats.clone()).to_string();
+        let digest = result_digest(&columns, rows, &stats);
         self.change(|c| {
             let seq = c.record(
                 &attempt.id.to_string(),
@@ -236,7 +257,21 @@ impl Journal {
                     amc_execution_id: attempt.amc_execution_id.clone(),
                     record_count,
                     data_checksum: data_checksum.to_owned(),
+                    result_digest: Some(digest.clone()),
                 }),
+            )?;
+            c.execute(
+                "INSERT INTO attempt_results (attempt_id, columns, sample_rows, total_rows,
+                     sample_size, summary_stats)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    attempt.id.to_string(),
+                    columns,
+                    rows,
+                    count,
+                    result.result_sample_size as i64,
+                    stats
+                ],
             )?;
             c.execute(
                 "UPDATE attempts SET state = 'succeeded', amc_status = 'SUCCEEDED', row_count = ?1,

@@ -65,6 +65,9 @@ events! {
     AttemptCancelled(AttemptEnded) = "attempt.cancelled",
     /// AMC holds no execution for the intent: safe to submit anew.
     AttemptAbandoned(AttemptAbandoned) = "attempt.abandoned",
+    /// A run had to leave the attempt open (AMC could not be asked, or
+    /// its answer was not conclusive); the next run takes it up again.
+    AttemptUnresolved(AttemptUnresolved) = "attempt.unresolved",
     /// A runner (`run`, `backfill`, `demo`) started on the journal.
     RunnerStarted(RunnerStarted) = "runner.started",
     /// A daemon took a schedule on for the first time.
@@ -221,6 +224,11 @@ pub struct AttemptSucceeded {
     pub amc_execution_id: Option<String>,
     pub record_count: u64,
     pub data_checksum: String,
+    /// sha256 of what the dashboards are sent (`attempt_results`:
+    /// columns, sample rows, summary stats; see `attempts::result_digest`),
+    /// so the audit proves that table too. Absent before results were kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result_digest: Option<String>,
 }
 
 /// A failure or a cancel: the attempt ends with AMC's status and a message.
@@ -237,6 +245,12 @@ pub struct AttemptEnded {
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AttemptAbandoned {
+    pub week_id: Uuid,
+    pub reason: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AttemptUnresolved {
     pub week_id: Uuid,
     pub reason: String,
 }

@@ -31,6 +31,7 @@ pub mod replay;
 mod rows;
 mod scheduler;
 mod sql;
+mod unresolved;
 mod views;
 
 use std::path::{Path, PathBuf};

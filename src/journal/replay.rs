@@ -271,6 +271,13 @@ impl Replay {
                         ("amc_status", json!("SUCCEEDED")),
                     ],
                 );
+                if let (Some(digest), Some(row)) = (
+                    &succeeded.result_digest,
+                    self.state
+                        .get_mut(&("execution".to_owned(), subject.to_owned())),
+                ) {
+                    row.insert("result_digest", json!(digest));
+                }
                 if let Some(week) = self.week_of(subject) {
                     self.set(
                         "week",
@@ -331,7 +338,9 @@ impl Replay {
                     self.set("week", &week, seq, [("status", json!("pending"))]);
                 }
             }
-            Event::RunnerStarted(_)
+            // Leaves the attempt as it was; only its reason is recorded.
+            Event::AttemptUnresolved(_)
+            | Event::RunnerStarted(_)
             | Event::ScheduleArmed(_)
             | Event::ScheduleFiring(_)
             | Event::ScheduleRunFinished(_)

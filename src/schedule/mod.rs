@@ -165,6 +165,39 @@ impl Schedule {
                 return Err(error(format!("key `{key}`: must not be empty")));
             }
         }
+        // The instance goes into every API path: only AMC's id alphabet, so
+        // no value can reach another instance (`../`) or its limit.
+        if !raw
+            .instance_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(error(format!(
+                "key `instance_id`: `{}` is not an AMC instance id (letters, digits, `-` and `_` only)",
+                raw.instance_id.escape_debug()
+            )));
+        }
+        // What is sent to AMC ends in the journal and in Postgres, whose
+        // text and jsonb cannot hold a NUL: refused here, before anything
+        // is submitted, instead of quarantined rows later.
+        let texts = [
+            ("workflow_id".to_owned(), &raw.workflow_id),
+            ("name".to_owned(), &name),
+        ]
+        .into_iter()
+        .chain(raw.parameters.iter().flat_map(|(key, value)| {
+            [
+                (format!("parameters.{}", key.escape_debug()), key),
+                (format!("parameters.{}", key.escape_debug()), value),
+            ]
+        }));
+        for (key, text) in texts {
+            if text.contains('\0') {
+                return Err(error(format!(
+                    "key `{key}`: holds a NUL character, which Postgres cannot store"
+                )));
+            }
+        }
         let collection_id = match raw.collection_id {
             Some(id) if id.trim().is_empty() || id.contains('\0') => {
                 return Err(error(
@@ -356,6 +389,26 @@ backfill_weeks = 4
             err.contains("key `timezone`") && err.contains("Mars/Olympus"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn an_instance_id_outside_amcs_alphabet_and_a_nul_are_refused_by_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let climbing = VALID.replace("\"amcinst\"", "\"amcinj01/../amcother\"");
+        let file = write(dir.path(), "climb.toml", &climbing);
+        let err = Schedule::from_file(&file, today()).unwrap_err().to_string();
+        assert!(
+            err.contains("climb.toml") && err.contains("key `instance_id`"),
+            "{err}"
+        );
+        let nul = format!("{VALID}[parameters]\nregion = \"eu\\u0000\"\n");
+        let file = write(dir.path(), "nul.toml", &nul);
+        let err = Schedule::from_file(&file, today()).unwrap_err().to_string();
+        assert!(
+            err.contains("nul.toml") && err.contains("key `parameters.region`"),
+            "{err}"
+        );
+        assert!(err.contains("NUL"), "{err}");
     }
 
     #[test]

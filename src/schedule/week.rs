@@ -52,7 +52,8 @@ pub fn due_weeks(start: NaiveDate, latest: NaiveDate) -> Vec<NaiveDate> {
 /// `[start, start + 7 days)` as AMC's explicit window strings.
 pub fn time_window(start: NaiveDate) -> (String, String) {
     let end = start + Days::new(7);
-    let fmt = |d: NaiveDate| d.format("%Y-%m-%dT00:00:00").to_string();
+    // AMC's one request form for times (`amc::wire::TIME_FORMAT`).
+    let fmt = |d: NaiveDate| crate::amc::wire::format_time(d.and_time(chrono::NaiveTime::MIN));
     (fmt(start), fmt(end))
 }
 

@@ -451,3 +451,129 @@ async fn a_token_is_refreshed_before_it_expires_so_amc_never_refuses_it() {
     let requests = h.sim.simulator.requests();
     assert!(requests.iter().all(|r| r.status == 200), "{requests:?}");
 }
+
+#[tokio::test]
+async fn chronicles_real_requests_pass_the_strict_simulator_call_by_call() {
+    let h = harness(
+        SimConfig {
+            execution_duration: Duration::from_millis(50),
+            list_page_size: 1,
+            create_status: 202,
+            ..slow()
+        },
+        "",
+    )
+    .await;
+    let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+    let first = h
+        .client
+        .create(INSTANCE, &week("2025-01-06", "2025-01-13"))
+        .await
+        .expect("a 202 answer is a created execution");
+    let mut second_week = week("2025-01-13", "2025-01-20");
+    second_week.time_window_time_zone = "Europe/Berlin".into();
+    second_week
+        .parameter_values
+        .insert("region".into(), "eu".into());
+    let second = h.client.create(INSTANCE, &second_week).await.unwrap();
+    let got = h
+        .client
+        .get(INSTANCE, &second.workflow_execution_id)
+        .await
+        .unwrap();
+    assert_eq!(
+        got.time_window_time_zone_original.as_deref(),
+        Some("Europe/Berlin")
+    );
+    for workflow in ["campaign_performance", ""] {
+        let query = chronicle::amc::ListQuery {
+            workflow_id: workflow.into(),
+            min_creation_time: since,
+            next_token: None,
+        };
+        let page = h.client.list(INSTANCE, &query).await.unwrap();
+        assert_eq!(page.executions.len(), 1, "one a page");
+        let next = chronicle::amc::ListQuery {
+            next_token: page.next_token,
+            ..query
+        };
+        let page = h.client.list(INSTANCE, &next).await.unwrap();
+        assert_eq!(
+            page.executions[0].workflow_execution_id,
+            first.workflow_execution_id
+        );
+    }
+    h.client
+        .cancel(INSTANCE, &second.workflow_execution_id)
+        .await
+        .unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let done = loop {
+        let now = h
+            .client
+            .get(INSTANCE, &first.workflow_execution_id)
+            .await
+            .unwrap();
+        if now.status == Status::Succeeded {
+            break now;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "still {:?}",
+            now.status
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let urls = h
+        .client
+        .download_urls(INSTANCE, &done.workflow_execution_id)
+        .await
+        .unwrap();
+    assert_eq!(urls.len(), 1);
+    assert_eq!(h.sim.simulator.violations(), Vec::<String>::new());
+    let requests = h.sim.simulator.requests();
+    assert!(
+        requests.iter().all(|r| [200, 202].contains(&r.status)),
+        "{requests:?}"
+    );
+    let lists: Vec<&str> = requests
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with("/workflowExecutions"))
+        .map(|r| r.query.as_str())
+        .collect();
+    assert_eq!(lists.len(), 4);
+    assert!(
+        lists
+            .iter()
+            .all(|q| q.contains("minCreationTime=") && !q.contains("Z&")),
+        "{lists:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_instance_id_cannot_climb_into_another_instance() {
+    let h = harness(slow(), "").await;
+    let climbing = "amcinj01/../amcother";
+    let created = h
+        .client
+        .create(climbing, &week("2025-01-06", "2025-01-13"))
+        .await
+        .unwrap();
+    let ledger = h.sim.simulator.ledger();
+    assert_eq!(ledger[0].instance_id, climbing, "one path segment, as sent");
+    assert_eq!(h.sim.simulator.live_executions("amcother"), 0);
+    let elsewhere = h
+        .client
+        .get("amcother", &created.workflow_execution_id)
+        .await;
+    assert!(matches!(
+        elsewhere,
+        Err(ApiError::Refused { status: 404, .. })
+    ));
+    let dot = h
+        .client
+        .get("..", &created.workflow_execution_id)
+        .await
+        .unwrap_err();
+    assert_eq!(dot.class(), "client", "{dot}");
+}

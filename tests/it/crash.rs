@@ -99,6 +99,32 @@ async fn assert_settled(app: &TestApp, weeks: usize) {
         per_week.values().all(|n| *n == 1),
         "a week was paid for twice: {per_week:?}"
     );
+    // Each week holds the execution AMC created from its own request.
+    let raw = rusqlite::Connection::open(app.journal_path()).unwrap();
+    let mut statement = raw
+        .prepare(
+            "SELECT w.week_start, a.amc_execution_id, a.request FROM weeks w
+             JOIN attempts a ON a.id = w.attempt_id",
+        )
+        .unwrap();
+    let held: Vec<(String, Option<String>, String)> = statement
+        .query_map([], |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    for (week, id, request) in held {
+        let id = id.unwrap_or_else(|| panic!("week {week} has no AMC execution"));
+        let entry = ledger
+            .iter()
+            .find(|e| e.execution.workflow_execution_id == id)
+            .unwrap_or_else(|| panic!("week {week} holds {id}, which AMC never created"));
+        let request: chronicle::amc::CreateExecution = serde_json::from_str(&request).unwrap();
+        assert_eq!(
+            entry.request, request,
+            "week {week} holds another request's execution"
+        );
+        assert_eq!(entry.request.time_window_start, format!("{week}T00:00:00"));
+    }
     let journal = journal_weeks(app);
     assert_eq!(journal.len(), weeks);
     assert!(journal.iter().all(|w| w.1 == "completed"), "{journal:?}");

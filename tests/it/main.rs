@@ -12,5 +12,6 @@ mod helpers;
 mod journal;
 mod planning;
 mod reconciler;
+mod strict_amc;
 mod sync;
 mod tls;

@@ -16,10 +16,8 @@ use serde::de::DeserializeOwned;
 pub mod retry;
 mod token;
 
-use super::{
-    Api, ApiError, CreateExecution, DownloadUrls, ErrorBody, Execution, ExecutionPage, ListQuery,
-    Status,
-};
+use super::wire::{self, DownloadUrls, ErrorBody};
+use super::{Api, ApiError, CreateExecution, Execution, ExecutionPage, ListQuery, Status};
 use crate::settings::AmcSettings;
 use crate::telemetry::counters;
 use retry::{Gate, RetryPolicy, retry, retry_after};
@@ -135,12 +133,9 @@ impl Client {
             .http
             .request(method.clone(), &url)
             .bearer_auth(token.expose_secret())
-            .header("Amazon-Advertising-API-ClientId", &inner.client_id)
-            .header("Amazon-Advertising-API-AdvertiserId", &inner.advertiser_id)
-            .header(
-                "Amazon-Advertising-API-MarketplaceId",
-                &inner.marketplace_id,
-            )
+            .header(wire::CLIENT_ID_HEADER, &inner.client_id)
+            .header(wire::ADVERTISER_ID_HEADER, &inner.advertiser_id)
+            .header(wire::MARKETPLACE_ID_HEADER, &inner.marketplace_id)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .timeout(inner.request_timeout)
             .query(query);
@@ -163,6 +158,8 @@ impl Client {
             inner.tokens.invalidate(&token).await;
             return Err(Failure::Unauthorized);
         }
+        // A create answers 200 or 202 (`wire::is_create_success`); every
+        // other 2xx is read as an answer too, since its body decides.
         if !status.is_success() {
             return Err(Failure::Api(ApiError::Refused {
                 status: status.as_u16(),
@@ -195,6 +192,37 @@ impl Client {
         )
         .await
     }
+}
+
+/// `{instance}/workflowExecutions`, the instance percent-encoded as one
+/// path segment: no id can reach another instance's executions.
+fn executions_path(instance_id: &str) -> Result<String, ApiError> {
+    if !wire::is_segment_id(instance_id) {
+        return Err(ApiError::Refused {
+            status: 400,
+            message: format!("instance id {instance_id:?} cannot name an AMC instance"),
+            retry_after: None,
+        });
+    }
+    Ok(format!(
+        "{}/workflowExecutions",
+        wire::path_segment(instance_id)
+    ))
+}
+
+/// `{instance}/workflowExecutions/{execution}`; an execution id comes from
+/// AMC's answers, so one that cannot be a path segment is malformed.
+fn execution_path(instance_id: &str, execution_id: &str) -> Result<String, ApiError> {
+    if !wire::is_segment_id(execution_id) {
+        return Err(ApiError::Malformed(format!(
+            "execution id {execution_id:?} cannot name an execution"
+        )));
+    }
+    Ok(format!(
+        "{}/{}",
+        executions_path(instance_id)?,
+        wire::path_segment(execution_id)
+    ))
 }
 
 fn send_error(error: reqwest::Error) -> ApiError {
@@ -270,7 +298,7 @@ impl Api for Client {
     ) -> Result<Execution, ApiError> {
         let body = serde_json::to_value(request)
             .map_err(|e| ApiError::Malformed(format!("create body: {e}")))?;
-        let path = format!("{instance_id}/workflowExecutions");
+        let path = executions_path(instance_id)?;
         let bytes = self
             .retried("create", false, || {
                 self.call(Method::POST, &path, &[], Some(&body))
@@ -280,7 +308,7 @@ impl Api for Client {
     }
 
     async fn get(&self, instance_id: &str, execution_id: &str) -> Result<Execution, ApiError> {
-        let path = format!("{instance_id}/workflowExecutions/{execution_id}");
+        let path = execution_path(instance_id, execution_id)?;
         let bytes = self
             .retried("get", true, || self.call(Method::GET, &path, &[], None))
             .await?;
@@ -288,22 +316,10 @@ impl Api for Client {
     }
 
     async fn list(&self, instance_id: &str, query: &ListQuery) -> Result<ExecutionPage, ApiError> {
-        let path = format!("{instance_id}/workflowExecutions");
-        let mut params = vec![(
-            "minCreationTime",
-            query
-                .min_creation_time
-                .format("%Y-%m-%dT%H:%M:%SZ")
-                .to_string(),
-        )];
-        // Empty lists every workflow: how executions chronicle did not
-        // start are found.
-        if !query.workflow_id.is_empty() {
-            params.push(("workflowId", query.workflow_id.clone()));
-        }
-        if let Some(token) = &query.next_token {
-            params.push(("nextToken", token.clone()));
-        }
+        let path = executions_path(instance_id)?;
+        // An empty workflow id lists every workflow: how executions
+        // chronicle did not start are found.
+        let params = query.params();
         let bytes = self
             .retried("list", true, || {
                 self.call(Method::GET, &path, &params, None)
@@ -317,7 +333,10 @@ impl Api for Client {
         instance_id: &str,
         execution_id: &str,
     ) -> Result<Vec<String>, ApiError> {
-        let path = format!("{instance_id}/workflowExecutions/{execution_id}/downloadUrls");
+        let path = format!(
+            "{}/downloadUrls",
+            execution_path(instance_id, execution_id)?
+        );
         let bytes = self
             .retried("downloadUrls", true, || {
                 self.call(Method::GET, &path, &[], None)
@@ -327,8 +346,11 @@ impl Api for Client {
     }
 
     async fn cancel(&self, instance_id: &str, execution_id: &str) -> Result<(), ApiError> {
-        let path = format!("{instance_id}/workflowExecutions/{execution_id}");
-        let body = serde_json::json!({"status": "CANCELLED"});
+        let path = execution_path(instance_id, execution_id)?;
+        let body = serde_json::to_value(wire::CancelBody {
+            status: Status::Cancelled,
+        })
+        .map_err(|e| ApiError::Malformed(format!("cancel body: {e}")))?;
         // Asking twice for the same end state is harmless, so it is retried
         // like a read.
         self.retried("cancel", true, || {

@@ -92,18 +92,27 @@ where
             Ok(value) => return Ok(value),
             Err(error) => error,
         };
-        let wait = match &error {
+        // What the server asked for, uncapped, decides whether a repeat fits
+        // in the call's time; the wait itself never exceeds that time.
+        let asked = match &error {
             ApiError::Refused {
                 retry_after: Some(after),
                 ..
             } => {
-                gate.hold_until(Instant::now() + *after);
+                // The value is AMC's: `Retry-After: 18446744073709551615`
+                // must not overflow the clock. No pause is longer than a
+                // whole call may take; such a call ends throttled at once.
+                let pause = (*after).min(policy.max_elapsed);
+                if let Some(until) = Instant::now().checked_add(pause) {
+                    gate.hold_until(until);
+                }
                 *after
             }
             _ => policy.backoff(repeat),
         };
+        let wait = asked.min(policy.max_elapsed);
         repeat += 1;
-        let spent = started.elapsed() + wait > policy.max_elapsed;
+        let spent = started.elapsed().saturating_add(asked) > policy.max_elapsed;
         if !worth_repeating(&error) || repeat >= policy.attempts || spent {
             return Err(error);
         }
@@ -130,6 +139,41 @@ mod tests {
                 assert!(policy.backoff(repeat) <= ceiling);
             }
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hostile_retry_after_ends_the_call_instead_of_overflowing_the_clock() {
+        let policy = RetryPolicy {
+            attempts: 5,
+            max_elapsed: Duration::from_secs(60),
+            min_delay: Duration::from_millis(1),
+            max_delay: Duration::from_millis(1),
+        };
+        let gate = Gate::default();
+        let mut tries = 0;
+        let result: Result<(), _> = retry(
+            &policy,
+            &gate,
+            "test",
+            |_| true,
+            || {
+                tries += 1;
+                async {
+                    Err(ApiError::Refused {
+                        status: 429,
+                        message: "slow down".into(),
+                        retry_after: Some(Duration::from_secs(u64::MAX)),
+                    })
+                }
+            },
+        )
+        .await;
+        assert_eq!(result.unwrap_err().class(), "throttled");
+        assert_eq!(tries, 1);
+        // The pause it left behind is the call's bound, not forever.
+        let started = Instant::now();
+        gate.wait().await;
+        assert_eq!(started.elapsed(), Duration::from_secs(60));
     }
 
     #[tokio::test(start_paused = true)]

@@ -18,10 +18,26 @@ use crate::amc::ApiError;
 /// starts with a token never arrives with an expired one.
 const EARLY_REFRESH: Duration = Duration::from_secs(60);
 
+/// Login with Amazon issues tokens for an hour; a longer `expires_in` (up
+/// to 1.8e19 from a broken or hostile endpoint) is kept this long at most,
+/// and never overflows the clock.
+const MAX_LIFETIME: Duration = Duration::from_secs(12 * 3600);
+
 #[derive(Deserialize)]
 struct TokenAnswer {
     access_token: String,
-    expires_in: u64,
+    /// Seconds, as an integer or (from some gateways) a float.
+    expires_in: serde_json::Number,
+}
+
+/// How long a token with this `expires_in` is used: negative, not a number
+/// or absurd values are clamped to `0..=MAX_LIFETIME`.
+fn lifetime(expires_in: &serde_json::Number) -> Duration {
+    let seconds = expires_in.as_f64().unwrap_or(0.0);
+    if seconds.is_nan() || seconds <= 0.0 {
+        return Duration::ZERO;
+    }
+    Duration::from_secs_f64(seconds.min(MAX_LIFETIME.as_secs_f64()))
 }
 
 struct Cached {
@@ -162,11 +178,12 @@ impl TokenSource {
                 e.column()
             ))
         })?;
-        let lifetime = Duration::from_secs(answer.expires_in);
+        let lifetime = lifetime(&answer.expires_in);
         let refresh_in = lifetime.saturating_sub(EARLY_REFRESH.min(lifetime / 2));
+        let now = Instant::now();
         Ok(Cached {
             token: SecretString::from(answer.access_token),
-            refresh_at: Instant::now() + refresh_in,
+            refresh_at: now.checked_add(refresh_in).unwrap_or(now),
         })
     }
 }
@@ -174,6 +191,15 @@ impl TokenSource {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_hostile_expires_in_is_clamped_to_hours() {
+        let number = |text: &str| serde_json::from_str::<serde_json::Number>(text).unwrap();
+        assert_eq!(lifetime(&number("3600")), Duration::from_secs(3600));
+        assert_eq!(lifetime(&number("1.8e19")), MAX_LIFETIME);
+        assert_eq!(lifetime(&number("18446744073709551615")), MAX_LIFETIME);
+        assert_eq!(lifetime(&number("-5")), Duration::ZERO);
+    }
 
     #[tokio::test]
     async fn a_refusal_that_echoes_the_form_names_no_credential() {

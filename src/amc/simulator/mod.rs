@@ -1,40 +1,36 @@
-//! The built-in stand-in for AMC: an in-process [`Api`] plus a real HTTP server
-//! for the reporting API, Login with Amazon's token endpoint and presigned
-//! result URLs, with fault knobs and a ledger of everything it created (the
-//! ground truth for tests). It does not own chronicle's client, retries or journal.
+//! The built-in stand-in for AMC: the [`Simulator`] handle, its state (the
+//! executions it created, issued tokens, the request record, the rules a
+//! client broke) and the in-process [`Api`] over that state.
+//!
+//! The HTTP server is `http`, the fault knobs and their responses `faults`,
+//! the result files `results`. Requests are checked against the same wire
+//! rules the client writes with (`amc::wire`), so what AMC refuses is
+//! refused here too. It does not own chronicle's client, retries or journal.
+
+mod faults;
+mod http;
+mod results;
+#[cfg(test)]
+mod tests;
 
 use std::collections::HashMap;
-use std::future::{Future, IntoFuture};
-use std::io::{self, Write};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, Request, State};
-use axum::http::{HeaderMap, StatusCode, Uri, header};
-use axum::middleware::{self, Next};
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
-use axum::{Json, Router};
-use chrono::{DateTime, NaiveDateTime, SecondsFormat, SubsecRound, TimeZone, Utc};
-use futures_util::StreamExt;
+use chrono::{DateTime, SecondsFormat, SubsecRound, TimeZone, Utc};
 use rand::rngs::StdRng;
 use rand::{RngExt, SeedableRng};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use tokio::net::TcpListener;
-use tokio::sync::oneshot;
-use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::amc::{
-    Api, ApiError, CreateExecution, ErrorBody, Execution, ExecutionPage, ListQuery, Status,
-};
+use crate::amc::{Api, ApiError, CreateExecution, Execution, ExecutionPage, ListQuery, Status};
 
-const CSV_HEADER: &str = "week_start,campaign_id,impressions,clicks";
+pub use faults::Faults;
+pub use http::{RequestRecord, RunningSimulator, serve, spawn};
 
-/// How the simulated AMC behaves; every knob is a fault or timing a test needs.
+/// How the simulated AMC behaves; every knob is a fault, timing or result
+/// form a test needs.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
     /// Real executions take 15+ minutes; tests need milliseconds.
@@ -48,8 +44,17 @@ pub struct SimConfig {
     pub rows_per_result: RangeInclusive<u32>,
     /// AMC may hand back gzip files; the client must detect and inflate them.
     pub gzip_results: bool,
+    /// Gzip members per result file (with `gzip_results`): concatenating
+    /// writers produce files of several members, all of which are the data.
+    pub gzip_members: u32,
     /// Large results come as several files, each with its own header line.
     pub result_parts: u32,
+    /// Adds a text column whose quoted values hold commas, quotes and line
+    /// breaks: a CSV record is not a line.
+    pub quoted_line_breaks: bool,
+    /// Each file ends with a line break after its last record; when false,
+    /// none does, as some writers leave it.
+    pub trailing_newline: bool,
     /// Small pages force callers to follow `nextToken`.
     pub list_page_size: usize,
     /// Short lifetimes exercise token refresh.
@@ -67,34 +72,13 @@ pub struct SimConfig {
     /// Live executions one instance accepts; a create beyond it is refused
     /// with 429 and recorded as a rule the client broke.
     pub concurrency_limit: usize,
+    /// Execution objects leave out `parameterValues`, for the adoption rule
+    /// that must then match on what they do show.
+    pub omit_parameter_values: bool,
+    /// What a successful create answers: AMC answers 200 or 202.
+    pub create_status: u16,
     /// HTTP-level faults; changeable while serving (`set_faults`).
     pub faults: Faults,
-}
-
-/// Faults of the HTTP API, drawn per request. Rates are shares in 0..=1.
-#[derive(Clone, Debug, Default)]
-pub struct Faults {
-    /// Share of API calls answered 429 with `Retry-After: retry_after_secs`.
-    pub throttle_rate: f64,
-    /// What a throttled caller is told to wait, in whole seconds.
-    pub retry_after_secs: u64,
-    /// Share of API calls answered 500/502/503/504. A create so answered
-    /// was carried out first, like a gateway timing out behind AMC's back.
-    pub server_error_rate: f64,
-    /// Share of API calls answered 200 with a body that is not the
-    /// documented shape (not JSON, a gateway's HTML, missing or mistyped
-    /// fields). A create so answered was carried out first.
-    pub malformed_rate: f64,
-    /// Execution objects come as `{"workflowExecution":{...}}`.
-    pub wrapped_bodies: bool,
-    /// Running executions report a status word no client knows yet.
-    pub novel_status: bool,
-    /// After SUCCEEDED, result links are "unavailable for download" this long.
-    pub results_delay: Duration,
-    /// Result files are sent in 8 KiB pieces with this pause between them.
-    pub slow_download: Duration,
-    /// Every API call is answered this late, so client timeouts can fire.
-    pub latency: Duration,
 }
 
 impl Default for SimConfig {
@@ -105,7 +89,10 @@ impl Default for SimConfig {
             drop_create_rate: 0.0,
             rows_per_result: 20..=200,
             gzip_results: false,
+            gzip_members: 1,
             result_parts: 1,
+            quoted_line_breaks: false,
+            trailing_newline: true,
             list_page_size: 100,
             token_lifetime: Duration::from_secs(3600),
             seed: 0,
@@ -114,6 +101,8 @@ impl Default for SimConfig {
             refresh_token: "sim-refresh".into(),
             rejected_rate: 0.0,
             concurrency_limit: 10,
+            omit_parameter_values: false,
+            create_status: 200,
             faults: Faults::default(),
         }
     }
@@ -130,22 +119,6 @@ pub struct LedgerEntry {
     pub request: CreateExecution,
     /// The creator got no answer; only adoption can learn this execution's id.
     pub answer_dropped: bool,
-}
-
-/// One HTTP request the server received, for tests to assert on traffic.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RequestRecord {
-    /// HTTP method, e.g. `POST`.
-    pub method: String,
-    /// URI path without the query string.
-    pub path: String,
-    /// The query string, e.g. list filters and `nextToken`.
-    pub query: String,
-    /// The body of API calls (never of the token endpoint: it holds secrets).
-    pub body: Option<String>,
-    /// Status answered; 0 when the connection was dropped without an answer
-    /// or the request was delayed by `Faults::latency` (recorded on arrival).
-    pub status: u16,
 }
 
 /// The simulated AMC account: shared state behind an `Arc`, so clones given to
@@ -286,10 +259,10 @@ impl Simulator {
         self.state().requests.clone()
     }
 
-    /// Requests that broke the API's rules: over the concurrency limit,
-    /// sooner than a `Retry-After`, API headers on a presigned URL, missing
-    /// account headers, cancelling a finished execution. Empty for a
-    /// well-behaved client.
+    /// Requests that broke the API's rules: every request AMC refuses for
+    /// its form (times, headers, bodies, list filters), over the concurrency
+    /// limit, sooner than a `Retry-After`, API headers on a presigned URL,
+    /// cancelling a finished execution. Empty for a well-behaved client.
     pub fn violations(&self) -> Vec<String> {
         self.state().violations.clone()
     }
@@ -334,45 +307,31 @@ impl Simulator {
             .count()
     }
 
-    /// Draws this API request's fault and checks that, if it repeats a
-    /// throttled request, it came no sooner than `Retry-After` allowed.
-    /// `request` is its method, URI and body: what makes it the same request.
-    fn draw(&self, request: &str) -> Option<Fault> {
-        let now = Instant::now();
-        let mut state = self.state();
-        if let Some(&until) = state.throttled.get(request).filter(|&&until| now < until) {
-            let early = until - now;
-            state.violations.push(format!(
-                "{request} repeated {early:?} before its Retry-After allowed"
-            ));
-        }
-        let faults = state.faults.clone();
-        let rng = &mut state.rng;
-        if rng.random_bool(faults.throttle_rate.clamp(0.0, 1.0)) {
-            let after = Duration::from_secs(faults.retry_after_secs);
-            state.throttled.insert(request.to_owned(), now + after);
-            Some(Fault::Throttle(faults.retry_after_secs))
-        } else if rng.random_bool(faults.server_error_rate.clamp(0.0, 1.0)) {
-            let status = [500, 502, 503, 504][rng.random_range(0..4usize)];
-            Some(Fault::ServerError(status))
-        } else if rng.random_bool(faults.malformed_rate.clamp(0.0, 1.0)) {
-            Some(Fault::Malformed(rng.random_range(0..4u8)))
-        } else {
-            None
-        }
+    /// The whole result of execution `execution_id` as one CSV: the header
+    /// once, then every record, exactly what a client that joins the parts
+    /// must checksum. `None` before it SUCCEEDED.
+    pub fn result_csv(&self, execution_id: &str) -> Option<Vec<u8>> {
+        let week_start = self.succeeded_week(execution_id)?;
+        Some(results::whole(self.config(), execution_id, &week_start))
     }
 
-    /// An execution as the HTTP API shows it under the current faults.
-    fn execution_body(&self, mut execution: Execution) -> Response {
-        let faults = self.state().faults.clone();
-        if faults.novel_status && execution.status == Status::Running {
-            execution.status = Status::Unknown;
+    /// The data records of that result (the header not counted).
+    pub fn result_records(&self, execution_id: &str) -> Option<u64> {
+        let week_start = self.succeeded_week(execution_id)?;
+        Some(results::rows(self.config(), execution_id, &week_start).len() as u64)
+    }
+
+    /// The week a SUCCEEDED execution's rows are about, the seed of its rows.
+    fn succeeded_week(&self, execution_id: &str) -> Option<String> {
+        let config = self.config();
+        let state = self.state();
+        let tracked = Self::find(&state, None, execution_id).ok()?;
+        let done = tracked.current(config.execution_duration, Instant::now());
+        if done.status != Status::Succeeded {
+            return None;
         }
-        if faults.wrapped_bodies {
-            Json(serde_json::json!({ "workflowExecution": execution })).into_response()
-        } else {
-            Json(execution).into_response()
-        }
+        let start = &tracked.entry.request.time_window_start;
+        Some(start.get(..10).unwrap_or(start).to_owned())
     }
 
     fn violation(&self, what: String) {
@@ -404,64 +363,13 @@ impl Simulator {
             .ok_or_else(|| refused(404, format!("execution {execution_id} not found")))
     }
 
-    /// One part of a succeeded execution's CSV, or `None` if there is no such file.
-    fn result_file(&self, execution_id: &str, part: u32) -> Option<Vec<u8>> {
-        let config = self.config();
-        let parts = config.result_parts.max(1);
-        let week_start = {
-            let state = self.state();
-            let tracked = Self::find(&state, None, execution_id).ok()?;
-            let done = tracked.current(config.execution_duration, Instant::now());
-            if done.status != Status::Succeeded || part >= parts {
-                return None;
-            }
-            let start = &tracked.entry.request.time_window_start;
-            start.get(..10).unwrap_or(start).to_owned()
-        };
-        let rows = result_rows(config, execution_id, &week_start);
-        let (n, part, parts) = (rows.len(), part as usize, parts as usize);
-        let mut csv = format!("{CSV_HEADER}\n");
-        for row in &rows[n * part / parts..n * (part + 1) / parts] {
-            csv.push_str(row);
-            csv.push('\n');
+    /// An execution as AMC shows it: `parameterValues` left out when the
+    /// configuration says AMC does not echo them.
+    fn shown(&self, mut execution: Execution) -> Execution {
+        if self.config().omit_parameter_values {
+            execution.parameter_values = None;
         }
-        if !config.gzip_results {
-            return Some(csv.into_bytes());
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-        gz.write_all(csv.as_bytes()).ok()?;
-        gz.finish().ok()
-    }
-
-    /// Refuses an API call the way AMC does when its headers are not in order.
-    fn refuse_headers(&self, headers: &HeaderMap) -> Option<Response> {
-        let value = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
-        let now = Instant::now();
-        let token_ok = value("authorization")
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .is_some_and(|t| self.state().tokens.get(t).is_some_and(|&exp| exp > now));
-        if !token_ok {
-            let body = ErrorBody {
-                message: Some("Unauthorized".into()),
-                ..ErrorBody::default()
-            };
-            return Some((StatusCode::UNAUTHORIZED, Json(body)).into_response());
-        }
-        for name in [
-            "Amazon-Advertising-API-ClientId",
-            "Amazon-Advertising-API-AdvertiserId",
-            "Amazon-Advertising-API-MarketplaceId",
-        ] {
-            if value(name).is_none_or(str::is_empty) {
-                self.violation(format!("API call without header {name}"));
-                return Some(refusal(400, format!("missing header {name}")));
-            }
-        }
-        if value("Amazon-Advertising-API-ClientId") != Some(self.config().client_id.as_str()) {
-            let details = "Amazon-Advertising-API-ClientId is not the client the token is for";
-            return Some(refusal(403, details));
-        }
-        None
+        execution
     }
 }
 
@@ -477,56 +385,24 @@ fn timestamp(time: DateTime<Utc>) -> String {
     time.to_rfc3339_opts(SecondsFormat::Millis, true)
 }
 
-/// The UTC window of a create body, or the 400 AMC answers to a bad one.
+/// The UTC window of a create body, or the 400 AMC answers to a bad one:
+/// the wire rules (`CreateExecution::check`), then the zone.
 fn utc_window(request: &CreateExecution) -> Result<(String, String), ApiError> {
     let bad = |details: String| refused(400, details);
-    if request.workflow_id.is_empty() {
-        return Err(bad("workflowId must not be empty".into()));
-    }
-    if request.time_window_type != "EXPLICIT" {
-        let kind = &request.time_window_type;
-        return Err(bad(format!(
-            "timeWindowType {kind:?} is not supported; use EXPLICIT"
-        )));
-    }
+    let (start, end) = request.check().map_err(bad)?;
     let zone = &request.time_window_time_zone;
     let tz: chrono_tz::Tz = zone
         .parse()
         .map_err(|_| bad(format!("unknown timeWindowTimeZone {zone:?}")))?;
-    let to_utc = |field: &str, value: &str| {
-        let local = NaiveDateTime::parse_from_str(value, "%Y-%m-%dT%H:%M:%S%.f")
-            .map_err(|e| bad(format!("{field} {value:?} is not YYYY-MM-DDTHH:MM:SS: {e}")))?;
+    let to_utc = |field: &str, local| {
         let utc = tz.from_local_datetime(&local).earliest();
         utc.map(|t| t.with_timezone(&Utc))
-            .ok_or_else(|| bad(format!("{field} {value:?} does not exist in {zone}")))
+            .ok_or_else(|| bad(format!("{field} {local} does not exist in {zone}")))
     };
-    let start = to_utc("timeWindowStart", &request.time_window_start)?;
-    let end = to_utc("timeWindowEnd", &request.time_window_end)?;
-    if end <= start {
-        return Err(bad("timeWindowEnd must be after timeWindowStart".into()));
-    }
+    let start = to_utc("timeWindowStart", start)?;
+    let end = to_utc("timeWindowEnd", end)?;
     let format = |t: DateTime<Utc>| t.to_rfc3339_opts(SecondsFormat::Secs, true);
     Ok((format(start), format(end)))
-}
-
-/// The data rows of one execution's result, the same on every download.
-fn result_rows(config: &SimConfig, execution_id: &str, week_start: &str) -> Vec<String> {
-    let digest = Sha256::digest(execution_id.as_bytes());
-    let salt = digest
-        .iter()
-        .take(8)
-        .fold(0u64, |acc, &b| acc << 8 | u64::from(b));
-    let mut rng = StdRng::seed_from_u64(config.seed ^ salt);
-    let (low, high) = config.rows_per_result.clone().into_inner();
-    let count = rng.random_range(low..=high.max(low));
-    (0..count)
-        .map(|_| {
-            let campaign = rng.random_range(0..1_000_000u32);
-            let impressions = rng.random_range(0..100_000u32);
-            let clicks = rng.random_range(0..=impressions / 20);
-            format!("{week_start},cmp{campaign:06},{impressions},{clicks}")
-        })
-        .collect()
 }
 
 impl Api for Simulator {
@@ -579,6 +455,13 @@ impl Api for Simulator {
             time_window_start_original: Some(request.time_window_start.clone()),
             time_window_end_original: Some(request.time_window_end.clone()),
             time_window_time_zone_original: Some(request.time_window_time_zone.clone()),
+            parameter_values: Some(
+                request
+                    .parameter_values
+                    .iter()
+                    .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+                    .collect(),
+            ),
             status_reason: None,
             failure_reason: None,
             details: None,
@@ -599,24 +482,28 @@ impl Api for Simulator {
             cancelled: None,
             held: false,
         });
+        drop(state);
         if dropped {
             return Err(ApiError::OutcomeUnknown(
                 "simulated: the answer to create was dropped".into(),
             ));
         }
-        Ok(execution)
+        Ok(self.shown(execution))
     }
 
     async fn get(&self, instance_id: &str, execution_id: &str) -> Result<Execution, ApiError> {
-        let state = self.state();
-        let tracked = Self::find(&state, Some(instance_id), execution_id)?;
-        Ok(tracked.current(self.config().execution_duration, Instant::now()))
+        let execution = {
+            let state = self.state();
+            let tracked = Self::find(&state, Some(instance_id), execution_id)?;
+            tracked.current(self.config().execution_duration, Instant::now())
+        };
+        Ok(self.shown(execution))
     }
 
     async fn list(&self, instance_id: &str, query: &ListQuery) -> Result<ExecutionPage, ApiError> {
         let config = self.config();
         let state = self.state();
-        let before = match &query.next_token {
+        let before = match query.next_token.as_deref().filter(|t| !t.is_empty()) {
             None => state.executions.len(),
             Some(token) => token
                 .parse()
@@ -635,14 +522,19 @@ impl Api for Simulator {
                         || t.entry.request.workflow_id == query.workflow_id)
                     && t.created_utc >= query.min_creation_time
             });
-        let executions = matching
+        let executions: Vec<Execution> = matching
             .by_ref()
-            .take(config.list_page_size.max(1))
+            .take(
+                config
+                    .list_page_size
+                    .clamp(1, crate::amc::wire::LIST_PAGE_LIMIT),
+            )
             .map(|(_, t)| t.current(config.execution_duration, now))
             .collect();
         let next_token = matching.next().map(|(i, _)| (i + 1).to_string());
+        drop(state);
         Ok(ExecutionPage {
-            executions,
+            executions: executions.into_iter().map(|e| self.shown(e)).collect(),
             next_token,
         })
     }
@@ -653,7 +545,7 @@ impl Api for Simulator {
         execution_id: &str,
     ) -> Result<Vec<String>, ApiError> {
         let config = self.config();
-        let state = self.state();
+        let mut state = self.state();
         let tracked = Self::find(&state, Some(instance_id), execution_id)?;
         let now = Instant::now();
         let status = tracked.current(config.execution_duration, now).status;
@@ -664,6 +556,10 @@ impl Api for Simulator {
                 "execution {execution_id} is {status}; results are unavailable for download"
             );
             return Err(refused(400, details));
+        }
+        if state.faults.empty_download_urls > 0 {
+            state.faults.empty_download_urls -= 1;
+            return Ok(Vec::new());
         }
         let base = state.base_url.as_deref().ok_or_else(|| {
             ApiError::Unreachable("the simulator is not serving, so results have no URL".into())
@@ -694,859 +590,5 @@ impl Api for Simulator {
         }
         state.executions[index].cancelled = Some(Utc::now().trunc_subsecs(3));
         Ok(())
-    }
-}
-
-/// One request's simulated misfortune.
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    /// 429 with this many seconds of `Retry-After`.
-    Throttle(u64),
-    ServerError(u16),
-    /// 200 with the n-th kind of broken body.
-    Malformed(u8),
-}
-
-impl Fault {
-    fn response(self) -> Response {
-        match self {
-            Fault::Throttle(secs) => {
-                let mut response = refusal(429, "Too Many Requests");
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, header::HeaderValue::from(secs));
-                response
-            }
-            Fault::ServerError(502) => (
-                StatusCode::BAD_GATEWAY,
-                [(header::CONTENT_TYPE, "text/html")],
-                "<html><body><h1>502 Bad Gateway</h1></body></html>",
-            )
-                .into_response(),
-            Fault::ServerError(status) => refusal(status, "simulated server error"),
-            Fault::Malformed(kind) => {
-                let (content_type, body) = match kind {
-                    0 => ("text/plain", "Internal hiccup, please try later".to_owned()),
-                    1 => (
-                        "text/html",
-                        "<!DOCTYPE html><html><body>Gateway says hello</body></html>".to_owned(),
-                    ),
-                    2 => ("application/json", r#"{"unexpected":true}"#.to_owned()),
-                    _ => (
-                        "application/json",
-                        r#"{"workflowExecutionId":12345,"status":["RUNNING"],"executions":7,"downloadUrls":{"a":1}}"#
-                            .to_owned(),
-                    ),
-                };
-                ([(header::CONTENT_TYPE, content_type)], body).into_response()
-            }
-        }
-    }
-}
-
-/// Marks a response the client must never see, so the request log says 0.
-#[derive(Clone)]
-struct AnswerDropped;
-
-/// A response whose body fails at once: hyper then closes the connection
-/// without writing the head, so the client sees the request sent and no answer.
-fn dropped_answer() -> Response {
-    let failure = io::Error::new(io::ErrorKind::ConnectionAborted, "simulated dropped answer");
-    let body = futures_util::stream::iter([Err::<Bytes, _>(failure)]);
-    let mut response = Response::new(Body::from_stream(body));
-    // Should a head ever slip out, the promised length still makes it truncated.
-    let length = header::HeaderValue::from_static("4096");
-    response
-        .headers_mut()
-        .insert(header::CONTENT_LENGTH, length);
-    response.extensions_mut().insert(AnswerDropped);
-    response
-}
-
-fn refusal(status: u16, details: impl Into<String>) -> Response {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    let body = ErrorBody {
-        code: Some(status.as_u16().to_string()),
-        details: Some(details.into()),
-        message: None,
-    };
-    (status, Json(body)).into_response()
-}
-
-fn answer<T: Serialize>(result: Result<T, ApiError>) -> Response {
-    match result {
-        Ok(body) => Json(body).into_response(),
-        Err(ApiError::Refused {
-            status, message, ..
-        }) => refusal(status, message),
-        Err(ApiError::OutcomeUnknown(_)) => dropped_answer(),
-        Err(other) => refusal(500, other.to_string()),
-    }
-}
-
-/// Decodes an `application/x-www-form-urlencoded` body; axum's `Form` is not
-/// compiled in.
-fn form_fields(body: &[u8]) -> HashMap<String, String> {
-    let decode = |text: &str| {
-        let mut out = Vec::with_capacity(text.len());
-        let mut rest = text.as_bytes();
-        while let Some((&byte, tail)) = rest.split_first() {
-            let escaped = tail.get(..2).and_then(|h| std::str::from_utf8(h).ok());
-            match (byte, escaped.and_then(|h| u8::from_str_radix(h, 16).ok())) {
-                (b'%', Some(decoded)) => {
-                    out.push(decoded);
-                    rest = &tail[2..];
-                    continue;
-                }
-                (b'+', _) => out.push(b' '),
-                _ => out.push(byte),
-            }
-            rest = tail;
-        }
-        String::from_utf8_lossy(&out).into_owned()
-    };
-    String::from_utf8_lossy(body)
-        .split('&')
-        .filter_map(|pair| pair.split_once('='))
-        .map(|(k, v)| (decode(k), decode(v)))
-        .collect()
-}
-
-async fn http_token(State(sim): State<Simulator>, body: Bytes) -> Response {
-    let form = form_fields(&body);
-    let field = |name: &str| form.get(name).map_or("", String::as_str);
-    let config = sim.config();
-    let lwa_error = |error: &str, description: &str| {
-        let body = serde_json::json!({"error": error, "error_description": description});
-        (StatusCode::BAD_REQUEST, Json(body)).into_response()
-    };
-    if field("grant_type") != "refresh_token" {
-        return lwa_error("unsupported_grant_type", "grant_type must be refresh_token");
-    }
-    if field("refresh_token") != config.refresh_token
-        || field("client_id") != config.client_id
-        || field("client_secret") != config.client_secret
-    {
-        let why = "The request has an invalid grant parameter: refresh_token or client credentials";
-        return lwa_error("invalid_grant", why);
-    }
-    let token = {
-        let mut state = sim.state();
-        let token = format!("Atza|{}", hex::encode(state.rng.random::<[u8; 24]>()));
-        let expiry = Instant::now() + config.token_lifetime;
-        state.tokens.insert(token.clone(), expiry);
-        token
-    };
-    let expires_in = config.token_lifetime.as_secs();
-    Json(serde_json::json!({"access_token": token, "token_type": "bearer", "expires_in": expires_in}))
-        .into_response()
-}
-
-async fn http_create(
-    State(sim): State<Simulator>,
-    uri: Uri,
-    Path(instance): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(refusal) = sim.refuse_headers(&headers) {
-        return refusal;
-    }
-    let fault = sim.draw(&format!("POST {uri} {}", String::from_utf8_lossy(&body)));
-    if let Some(throttled @ Fault::Throttle(_)) = fault {
-        return throttled.response();
-    }
-    let content_type = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    if !content_type.is_some_and(|v| v.starts_with("application/json")) {
-        return refusal(415, "Content-Type must be application/json");
-    }
-    let request = match serde_json::from_slice::<CreateExecution>(&body) {
-        Ok(request) => request,
-        Err(e) => return refusal(400, format!("invalid request body: {e}")),
-    };
-    match (sim.create(&instance, &request).await, fault) {
-        (Ok(execution), Some(fault)) => {
-            // Created, but the creator will not learn its id from this answer.
-            let id = &execution.workflow_execution_id;
-            let mut state = sim.state();
-            if let Some(&index) = state.by_id.get(id) {
-                state.executions[index].entry.answer_dropped = true;
-            }
-            fault.response()
-        }
-        (Ok(execution), None) => sim.execution_body(execution),
-        (Err(e), _) => answer::<()>(Err(e)),
-    }
-}
-
-/// What AMC answers a read or a cancel before looking at it: a refusal of
-/// the account headers, else the drawn fault, if there is one.
-fn screened(sim: &Simulator, headers: &HeaderMap, request: &str) -> Option<Response> {
-    sim.refuse_headers(headers)
-        .or_else(|| sim.draw(request).map(Fault::response))
-}
-
-async fn http_get(
-    State(sim): State<Simulator>,
-    uri: Uri,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(early) = screened(&sim, &headers, &format!("GET {uri}")) {
-        return early;
-    }
-    match sim.get(&instance, &id).await {
-        Ok(execution) => sim.execution_body(execution),
-        Err(e) => answer::<()>(Err(e)),
-    }
-}
-
-async fn http_cancel(
-    State(sim): State<Simulator>,
-    uri: Uri,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    if let Some(early) = screened(&sim, &headers, &format!("PUT {uri}")) {
-        return early;
-    }
-    let status = serde_json::from_slice::<serde_json::Value>(&body)
-        .ok()
-        .and_then(|v| v.get("status").and_then(|s| s.as_str()).map(str::to_owned));
-    if status.as_deref() != Some("CANCELLED") {
-        sim.violation(format!(
-            "PUT on execution {id} without {{\"status\":\"CANCELLED\"}}"
-        ));
-        return refusal(400, "the only status that can be set is CANCELLED");
-    }
-    match sim.cancel(&instance, &id).await {
-        Ok(()) => match sim.get(&instance, &id).await {
-            Ok(execution) => sim.execution_body(execution),
-            Err(e) => answer::<()>(Err(e)),
-        },
-        Err(e) => answer::<()>(Err(e)),
-    }
-}
-
-async fn http_download_urls(
-    State(sim): State<Simulator>,
-    uri: Uri,
-    Path((instance, id)): Path<(String, String)>,
-    headers: HeaderMap,
-) -> Response {
-    if let Some(early) = screened(&sim, &headers, &format!("GET {uri}")) {
-        return early;
-    }
-    let urls = sim.download_urls(&instance, &id).await;
-    answer(urls.map(|download_urls| crate::amc::DownloadUrls { download_urls }))
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListParams {
-    /// Optional in AMC; absent lists every workflow.
-    workflow_id: Option<String>,
-    /// Kept as text so a bad value gets AMC's error body, not axum's.
-    min_creation_time: Option<String>,
-    /// Opaque to callers; an index into the creation order.
-    next_token: Option<String>,
-}
-
-/// RFC 3339, or the same without an offset, which AMC reads as UTC.
-fn parse_utc(text: &str) -> Option<DateTime<Utc>> {
-    let naive = || NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f");
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .or_else(|_| naive().map(|t| t.and_utc()))
-        .ok()
-}
-
-async fn http_list(
-    State(sim): State<Simulator>,
-    uri: Uri,
-    Path(instance): Path<String>,
-    headers: HeaderMap,
-    Query(params): Query<ListParams>,
-) -> Response {
-    if let Some(early) = screened(&sim, &headers, &format!("GET {uri}")) {
-        return early;
-    }
-    let min_creation_time = match params.min_creation_time.as_deref() {
-        None => DateTime::<Utc>::MIN_UTC,
-        Some(text) => match parse_utc(text) {
-            Some(time) => time,
-            None => return refusal(400, format!("minCreationTime {text:?} is not a UTC time")),
-        },
-    };
-    let query = ListQuery {
-        workflow_id: params.workflow_id.unwrap_or_default(),
-        min_creation_time,
-        next_token: params.next_token,
-    };
-    answer(sim.list(&instance, &query).await)
-}
-
-async fn http_result(
-    State(sim): State<Simulator>,
-    Path((id, part)): Path<(String, u32)>,
-    headers: HeaderMap,
-) -> Response {
-    if headers.contains_key(header::AUTHORIZATION) {
-        sim.violation(format!(
-            "Authorization header sent to the presigned URL of {id}"
-        ));
-        let text = "InvalidArgument: Only one auth mechanism allowed; only the presigned \
-                    query parameters or the Authorization header should be specified";
-        return (StatusCode::BAD_REQUEST, text).into_response();
-    }
-    let content_type = if sim.config().gzip_results {
-        "application/gzip"
-    } else {
-        "text/csv"
-    };
-    let pause = sim.state().faults.slow_download;
-    match sim.result_file(&id, part) {
-        Some(bytes) if pause.is_zero() => {
-            ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
-        }
-        Some(bytes) => {
-            let pieces: Vec<Bytes> = Bytes::from(bytes)
-                .chunks(8192)
-                .map(Bytes::copy_from_slice)
-                .collect();
-            let stream = futures_util::stream::iter(pieces).then(move |piece| async move {
-                tokio::time::sleep(pause).await;
-                Ok::<_, io::Error>(piece)
-            });
-            (
-                [(header::CONTENT_TYPE, content_type)],
-                Body::from_stream(stream),
-            )
-                .into_response()
-        }
-        None => (StatusCode::NOT_FOUND, "NoSuchKey: no such result file").into_response(),
-    }
-}
-
-async fn record(State(sim): State<Simulator>, request: Request, next: Next) -> Response {
-    let method = request.method().to_string();
-    let path = request.uri().path().to_owned();
-    let query = request.uri().query().unwrap_or_default().to_owned();
-    // API bodies are small JSON; the token endpoint's holds secrets.
-    let (request, body) = if path.starts_with("/amc/") {
-        let (parts, body) = request.into_parts();
-        let bytes = axum::body::to_bytes(body, 1 << 20)
-            .await
-            .unwrap_or_default();
-        let text = (!bytes.is_empty()).then(|| String::from_utf8_lossy(&bytes).into_owned());
-        (Request::from_parts(parts, Body::from(bytes)), text)
-    } else {
-        (request, None)
-    };
-    let latency = sim.state().faults.latency;
-    if !latency.is_zero() && path.starts_with("/amc/") {
-        // Recorded on arrival: a client that gives up first drops the
-        // connection, and this handler with it.
-        sim.state().requests.push(RequestRecord {
-            method,
-            path,
-            query,
-            body,
-            status: 0,
-        });
-        tokio::time::sleep(latency).await;
-        return next.run(request).await;
-    }
-    let response = next.run(request).await;
-    let status = match response.extensions().get::<AnswerDropped>() {
-        Some(_) => 0,
-        None => response.status().as_u16(),
-    };
-    sim.state().requests.push(RequestRecord {
-        method,
-        path,
-        query,
-        body,
-        status,
-    });
-    response
-}
-
-fn router(sim: Simulator) -> Router {
-    let executions = "/amc/reporting/{instance}/workflowExecutions";
-    Router::new()
-        .route("/auth/o2/token", post(http_token))
-        .route(executions, post(http_create).get(http_list))
-        .route(
-            &format!("{executions}/{{id}}"),
-            get(http_get).put(http_cancel),
-        )
-        .route(
-            &format!("{executions}/{{id}}/downloadUrls"),
-            get(http_download_urls),
-        )
-        .route("/_sim/results/{id}/{part}", get(http_result))
-        .layer(middleware::from_fn_with_state(sim.clone(), record))
-        // Added after the layer so reading the record does not grow it.
-        .route(
-            "/_sim/ledger",
-            get(|State(sim): State<Simulator>| async move { Json(sim.ledger()) }),
-        )
-        .route(
-            "/_sim/requests",
-            get(|State(sim): State<Simulator>| async move { Json(sim.requests()) }),
-        )
-        .route(
-            "/_sim/violations",
-            get(|State(sim): State<Simulator>| async move { Json(sim.violations()) }),
-        )
-        .with_state(sim)
-}
-
-/// Sets the base URL before returning, so result URLs are right from the
-/// first request even when the returned future is spawned and polled later.
-fn serving(
-    listener: TcpListener,
-    simulator: Simulator,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<impl Future<Output = io::Result<()>> + Send> {
-    simulator.state().base_url = Some(format!("http://{}", listener.local_addr()?));
-    let server = axum::serve(listener, router(simulator)).with_graceful_shutdown(shutdown);
-    Ok(server.into_future())
-}
-
-/// Serves the simulator on `listener` until `shutdown` completes.
-pub async fn serve(
-    listener: TcpListener,
-    simulator: Simulator,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> io::Result<()> {
-    serving(listener, simulator, shutdown)?.await
-}
-
-/// A simulator serving on 127.0.0.1 in a background task.
-pub struct RunningSimulator {
-    /// What chronicle's AMC base URL is set to.
-    pub base_url: String,
-    /// What chronicle's Login with Amazon token URL is set to.
-    pub token_url: String,
-    /// The served state, for in-process assertions.
-    pub simulator: Simulator,
-    /// Triggers graceful shutdown; taken by `stop`.
-    stop: Option<oneshot::Sender<()>>,
-    /// The serving task; aborted on drop if `stop` was never awaited.
-    task: Option<JoinHandle<io::Result<()>>>,
-}
-
-/// Binds 127.0.0.1 on a free port and serves `simulator` in a tokio task.
-pub async fn spawn(simulator: Simulator) -> io::Result<RunningSimulator> {
-    let listener = TcpListener::bind("127.0.0.1:0").await?;
-    let base_url = format!("http://{}", listener.local_addr()?);
-    let (stop, stopped) = oneshot::channel::<()>();
-    let server = serving(listener, simulator.clone(), async {
-        // A dropped sender also means stop.
-        let _ = stopped.await;
-    })?;
-    Ok(RunningSimulator {
-        token_url: format!("{base_url}/auth/o2/token"),
-        base_url,
-        simulator,
-        stop: Some(stop),
-        task: Some(tokio::spawn(server)),
-    })
-}
-
-impl RunningSimulator {
-    /// Stops accepting, lets requests in flight finish, and waits for the server.
-    pub async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(task) = self.task.take() {
-            let _ = task.await;
-        }
-    }
-}
-
-impl Drop for RunningSimulator {
-    fn drop(&mut self) {
-        if let Some(task) = &self.task {
-            task.abort();
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use reqwest::Method;
-    use serde_json::{Value, json};
-    use std::io::Read;
-
-    const INSTANCE: &str = "amcinst1";
-    // Refresh tokens carry characters the form encoding must round-trip.
-    const REFRESH: &str = "Atzr|IwE+x/y=";
-
-    struct Harness {
-        running: RunningSimulator,
-        http: reqwest::Client,
-        token: String,
-    }
-
-    impl Harness {
-        async fn start(config: SimConfig) -> Harness {
-            let _ = rustls::crypto::ring::default_provider().install_default();
-            let config = SimConfig {
-                refresh_token: REFRESH.into(),
-                ..config
-            };
-            let running = spawn(Simulator::new(config)).await.expect("spawn");
-            let mut h = Harness {
-                running,
-                http: reqwest::Client::new(),
-                token: String::new(),
-            };
-            let (status, answer) = h.login("sim-secret").await;
-            assert_eq!(status, 200, "{answer}");
-            h.token = answer["access_token"].as_str().expect("token").to_owned();
-            h
-        }
-
-        async fn login(&self, secret: &str) -> (u16, Value) {
-            let form = [
-                ("grant_type", "refresh_token"),
-                ("refresh_token", REFRESH),
-                ("client_id", "sim-client"),
-                ("client_secret", secret),
-            ];
-            let request = self.http.post(&self.running.token_url).form(&form);
-            let response = request.send().await.expect("token request");
-            (
-                response.status().as_u16(),
-                response.json().await.expect("json"),
-            )
-        }
-
-        fn api(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
-            let url = format!("{}/amc/reporting/{INSTANCE}{path}", self.running.base_url);
-            self.http
-                .request(method, url)
-                .bearer_auth(&self.token)
-                .header("Amazon-Advertising-API-ClientId", "sim-client")
-                .header("Amazon-Advertising-API-AdvertiserId", "adv1")
-                .header("Amazon-Advertising-API-MarketplaceId", "mkt1")
-        }
-
-        async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
-            let response = request.send().await.expect("request");
-            (
-                response.status().as_u16(),
-                response.json().await.expect("json"),
-            )
-        }
-
-        async fn create(&self, workflow: &str, week: &str) -> Execution {
-            let body = week_request(workflow, week);
-            let request = self.api(Method::POST, "/workflowExecutions").json(&body);
-            let (status, answer) = self.send(request).await;
-            assert_eq!(status, 200, "{answer}");
-            serde_json::from_value(answer).expect("execution")
-        }
-
-        async fn get(&self, path: &str) -> (u16, Value) {
-            self.send(self.api(Method::GET, path)).await
-        }
-    }
-
-    fn week_request(workflow: &str, week: &str) -> CreateExecution {
-        let start = format!("{week}T00:00:00");
-        let end = parse_utc(&start).expect("week") + chrono::Duration::days(7);
-        CreateExecution {
-            workflow_id: workflow.into(),
-            time_window_type: "EXPLICIT".into(),
-            time_window_start: start,
-            time_window_end: end.format("%Y-%m-%dT%H:%M:%S").to_string(),
-            time_window_time_zone: "UTC".into(),
-            parameter_values: Default::default(),
-        }
-    }
-
-    fn fast() -> SimConfig {
-        SimConfig {
-            // Long enough that a 5ms poll cannot miss RUNNING on a busy machine.
-            execution_duration: Duration::from_millis(200),
-            ..SimConfig::default()
-        }
-    }
-
-    #[tokio::test]
-    async fn token_endpoint_issues_and_refuses() {
-        let h = Harness::start(fast()).await;
-        assert!(h.token.starts_with("Atza|"));
-        let (status, refused) = h.login("wrong").await;
-        assert_eq!((status, &refused["error"]), (400, &json!("invalid_grant")));
-        let (status, again) = h.login("sim-secret").await;
-        assert_eq!((status, &again["token_type"]), (200, &json!("bearer")));
-        assert_eq!(again["expires_in"], 3600);
-        assert_ne!(again["access_token"], h.token.as_str());
-        h.running.stop().await;
-    }
-
-    #[tokio::test]
-    async fn execution_runs_to_succeeded_and_offers_results() {
-        let h = Harness::start(fast()).await;
-        let created = h.create("campaign_performance", "2025-01-06").await;
-        assert_eq!(created.status, Status::Pending);
-        assert_eq!(
-            created.time_window_start.as_deref(),
-            Some("2025-01-06T00:00:00Z")
-        );
-        assert!(created.answers(&week_request("campaign_performance", "2025-01-06")));
-        let id = &created.workflow_execution_id;
-        let urls_path = format!("/workflowExecutions/{id}/downloadUrls");
-        let (status, early) = h.get(&urls_path).await;
-        assert_eq!(status, 400);
-        assert!(
-            early["details"]
-                .as_str()
-                .unwrap()
-                .contains("unavailable for download")
-        );
-
-        let deadline = Instant::now() + Duration::from_secs(3);
-        let mut seen = Vec::new();
-        let last = loop {
-            let (status, body) = h.get(&format!("/workflowExecutions/{id}")).await;
-            assert_eq!(status, 200, "{body}");
-            let execution: Execution = serde_json::from_value(body).unwrap();
-            seen.push(execution.status);
-            if execution.status.is_terminal() {
-                break execution;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "still {:?} after 3s",
-                execution.status
-            );
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        };
-        assert_eq!(last.status, Status::Succeeded);
-        assert!(last.last_updated_time > created.last_updated_time);
-        assert!(seen.contains(&Status::Running), "{seen:?}");
-
-        let (status, urls) = h.get(&urls_path).await;
-        let expected = format!("{}/_sim/results/{id}/0", h.running.base_url);
-        assert_eq!((status, urls), (200, json!({"downloadUrls": [expected]})));
-        assert_eq!(h.get("/workflowExecutions/no-such-id").await.0, 404);
-        h.running.stop().await;
-    }
-
-    #[tokio::test]
-    async fn api_calls_check_headers_and_bodies() {
-        let h = Harness::start(fast()).await;
-        let url = format!(
-            "{}/amc/reporting/{INSTANCE}/workflowExecutions",
-            h.running.base_url
-        );
-        assert_eq!(h.send(h.http.get(&url)).await.0, 401);
-        let no_advertiser = h
-            .http
-            .get(&url)
-            .bearer_auth(&h.token)
-            .header("Amazon-Advertising-API-ClientId", "sim-client")
-            .header("Amazon-Advertising-API-MarketplaceId", "mkt1");
-        let (status, body) = h.send(no_advertiser).await;
-        assert_eq!(status, 400);
-        assert!(
-            body["details"]
-                .as_str()
-                .unwrap()
-                .contains("Amazon-Advertising-API-AdvertiserId")
-        );
-
-        let not_json = h.api(Method::POST, "/workflowExecutions").body("{}");
-        assert_eq!(h.send(not_json).await.0, 415);
-        let mut relative = week_request("wf", "2025-01-06");
-        relative.time_window_type = "MOST_RECENT_WEEK".into();
-        let mut garbled = week_request("wf", "2025-01-06");
-        garbled.time_window_end = "next tuesday".into();
-        for body in [json!({"workflowId": "wf"}), json!(relative), json!(garbled)] {
-            let request = h.api(Method::POST, "/workflowExecutions").json(&body);
-            let (status, error) = h.send(request).await;
-            assert_eq!((status, &error["code"]), (400, &json!("400")), "{body}");
-        }
-        assert!(h.running.simulator.ledger().is_empty());
-        h.running.stop().await;
-
-        let expired = SimConfig {
-            token_lifetime: Duration::ZERO,
-            ..fast()
-        };
-        let h = Harness::start(expired).await;
-        let (status, body) = h.get("/workflowExecutions").await;
-        assert_eq!((status, body), (401, json!({"message": "Unauthorized"})));
-        h.running.stop().await;
-    }
-
-    #[tokio::test]
-    async fn list_is_newest_first_and_paged() {
-        let paged = SimConfig {
-            list_page_size: 2,
-            ..fast()
-        };
-        let h = Harness::start(paged).await;
-        let mut created = Vec::new();
-        for week in [
-            "2025-01-06",
-            "2025-01-13",
-            "2025-01-20",
-            "2025-01-27",
-            "2025-02-03",
-        ] {
-            created.push(h.create("wf", week).await.workflow_execution_id);
-            h.create("other", week).await;
-        }
-        created.reverse();
-        let (mut listed, mut pages, mut next) = (Vec::new(), 0, None::<String>);
-        loop {
-            let mut path =
-                "/workflowExecutions?workflowId=wf&minCreationTime=2020-01-01T00:00:00Z".to_owned();
-            if let Some(token) = &next {
-                path.push_str(&format!("&nextToken={token}"));
-            }
-            let (status, body) = h.get(&path).await;
-            assert_eq!(status, 200, "{body}");
-            let page: ExecutionPage = serde_json::from_value(body).unwrap();
-            assert!(page.executions.len() <= 2);
-            pages += 1;
-            listed.extend(page.executions.into_iter().map(|e| e.workflow_execution_id));
-            next = page.next_token;
-            if next.is_none() {
-                break;
-            }
-        }
-        assert_eq!((listed, pages), (created, 3));
-        let future = "/workflowExecutions?workflowId=wf&minCreationTime=2999-01-01T00:00:00";
-        assert_eq!(h.get(future).await, (200, json!({"executions": []})));
-        h.running.stop().await;
-    }
-
-    #[tokio::test]
-    async fn results_refuse_authorization_and_serve_gzip_parts() {
-        let h = Harness::start(SimConfig {
-            execution_duration: Duration::ZERO,
-            gzip_results: true,
-            result_parts: 2,
-            rows_per_result: 5..=9,
-            ..fast()
-        })
-        .await;
-        let created = h.create("wf", "2025-01-06").await;
-        let path = format!(
-            "/workflowExecutions/{}/downloadUrls",
-            created.workflow_execution_id
-        );
-        let urls: crate::amc::DownloadUrls = serde_json::from_value(h.get(&path).await.1).unwrap();
-        assert_eq!(urls.download_urls.len(), 2);
-
-        let with_auth = h.http.get(&urls.download_urls[0]).bearer_auth(&h.token);
-        let with_auth = with_auth.send().await.unwrap();
-        assert_eq!(with_auth.status(), 400);
-        assert!(
-            with_auth
-                .text()
-                .await
-                .unwrap()
-                .contains("Only one auth mechanism allowed")
-        );
-
-        let mut rows = 0;
-        for url in &urls.download_urls {
-            let gz = h.http.get(url).send().await.unwrap().bytes().await.unwrap();
-            let again = h.http.get(url).send().await.unwrap().bytes().await.unwrap();
-            assert_eq!(gz, again, "a result must be the same on every download");
-            let mut csv = String::new();
-            flate2::read::GzDecoder::new(&gz[..])
-                .read_to_string(&mut csv)
-                .unwrap();
-            let mut lines = csv.lines();
-            assert_eq!(lines.next(), Some(CSV_HEADER));
-            for line in lines {
-                assert!(line.starts_with("2025-01-06,cmp"), "{line}");
-                rows += 1;
-            }
-        }
-        assert!((5..=9).contains(&rows), "{rows} rows");
-        h.running.stop().await;
-    }
-
-    #[tokio::test]
-    async fn dropped_create_answer_still_creates() {
-        let dropping = SimConfig {
-            drop_create_rate: 1.0,
-            ..fast()
-        };
-        let h = Harness::start(dropping).await;
-        let body = week_request("wf", "2025-01-06");
-        let sent = h
-            .api(Method::POST, "/workflowExecutions")
-            .json(&body)
-            .send()
-            .await;
-        // No head at all: the client cannot tell whether the create happened.
-        let error = sent.expect_err("the client must get no answer");
-        assert!(error.is_request(), "{error:?}");
-
-        let ledger_url = format!("{}/_sim/ledger", h.running.base_url);
-        let ledger = h.http.get(ledger_url).send().await.unwrap();
-        let ledger: Vec<LedgerEntry> = ledger.json().await.unwrap();
-        assert_eq!(ledger.len(), 1);
-        assert!(ledger[0].answer_dropped);
-        assert_eq!(
-            (ledger[0].instance_id.as_str(), &ledger[0].request),
-            (INSTANCE, &body)
-        );
-        let id = &ledger[0].execution.workflow_execution_id;
-        assert_eq!(h.get(&format!("/workflowExecutions/{id}")).await.0, 200);
-        let requests = h.running.simulator.requests();
-        let creates: Vec<_> = requests.iter().filter(|r| r.method == "POST").collect();
-        // The token request, then the create that got no answer.
-        assert_eq!(
-            creates.iter().map(|r| r.status).collect::<Vec<_>>(),
-            [200, 0]
-        );
-        h.running.stop().await;
-    }
-
-    #[tokio::test]
-    async fn in_process_api_converts_zones_and_fails() {
-        let sim = Simulator::new(SimConfig {
-            execution_duration: Duration::ZERO,
-            failure_rate: 1.0,
-            ..SimConfig::default()
-        });
-        let mut request = week_request("wf", "2025-07-07");
-        request.time_window_time_zone = "America/New_York".into();
-        let created = sim.create(INSTANCE, &request).await.unwrap();
-        assert_eq!(
-            created.time_window_start.as_deref(),
-            Some("2025-07-07T04:00:00Z")
-        );
-        assert_eq!(
-            created.time_window_time_zone_original.as_deref(),
-            Some("America/New_York")
-        );
-        let id = &created.workflow_execution_id;
-        let done = sim.get(INSTANCE, id).await.unwrap();
-        assert_eq!(done.status, Status::Failed);
-        assert!(done.reason().is_some());
-        let elsewhere = sim.get("elsewhere", id).await;
-        assert!(matches!(
-            elsewhere,
-            Err(ApiError::Refused { status: 404, .. })
-        ));
     }
 }

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::Value;
 
+use super::super::attempts::result_digest;
 use super::super::sql::sqlite_text;
 use super::super::{Journal, Result};
 
@@ -64,8 +65,10 @@ impl Journal {
             ),
             (
                 "execution",
-                "SELECT id, week_id, state, amc_execution_id, amc_status, row_count,
-                    data_checksum, journal_seq, error_message, triggered_by FROM attempts",
+                "SELECT a.id, a.week_id, a.state, a.amc_execution_id, a.amc_status, a.row_count,
+                    a.data_checksum, a.journal_seq, a.error_message, a.triggered_by,
+                    r.columns, r.sample_rows, r.summary_stats
+                 FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id",
                 &[
                     "week_id",
                     "state",
@@ -88,9 +91,29 @@ impl Journal {
                 for (i, column) in columns.iter().enumerate() {
                     state.insert(column, sqlite_text(row, i + 1).map_err(sqlite)?);
                 }
+                if entity == "execution" {
+                    state.insert(
+                        "result_digest",
+                        stored_digest(row, columns.len() + 1).map_err(sqlite)?,
+                    );
+                }
                 each(entity, id, state);
             }
         }
         Ok(())
     }
+}
+
+/// The digest of an attempt's stored result (columns, rows, stats at
+/// `first`..), or null when it has none.
+fn stored_digest(row: &rusqlite::Row<'_>, first: usize) -> rusqlite::Result<Value> {
+    let columns: Option<String> = row.get(first)?;
+    let rows: Option<String> = row.get(first + 1)?;
+    let stats: Option<String> = row.get(first + 2)?;
+    Ok(match (columns, stats) {
+        (Some(columns), Some(stats)) => {
+            Value::String(result_digest(&columns, rows.as_deref(), &stats))
+        }
+        _ => Value::Null,
+    })
 }
