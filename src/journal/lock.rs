@@ -26,7 +26,7 @@
 use std::fs::{File, TryLockError};
 use std::io::{Read, Seek, Write};
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use super::{Journal, JournalError, Result};
@@ -48,13 +48,6 @@ pub struct RunnerLock {
 }
 
 impl Journal {
-    /// `<canonical journal>.lock`: one file for every name of the journal.
-    fn lock_path(&self) -> PathBuf {
-        let mut name = self.canonical.as_os_str().to_owned();
-        name.push(".lock");
-        PathBuf::from(name)
-    }
-
     /// Takes the runner lock or names the process that holds it.
     pub fn lock_runner(&self, command: &str) -> Result<RunnerLock> {
         let links = std::fs::metadata(&self.canonical)
@@ -66,7 +59,8 @@ impl Journal {
                 self.canonical.display()
             )));
         }
-        let path = self.lock_path();
+        // `<canonical journal>.lock`: one file for every name of the journal.
+        let path = self.beside(".lock");
         let mut file = files::open_or_create(&path)
             .map_err(|e| self.invalid(format!("cannot open {}: {e}", path.display())))?;
         match file.try_lock() {

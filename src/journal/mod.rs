@@ -118,6 +118,14 @@ impl Journal {
         &self.path
     }
 
+    /// A file beside the journal, named by its canonical name plus
+    /// `suffix` (`.lock`, `-wal`, `-shm`).
+    fn beside(&self, suffix: &str) -> PathBuf {
+        let mut name = self.canonical.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
+    }
+
     fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave a half transaction:
         // rusqlite rolls back on drop, so the connection stays usable.

@@ -269,11 +269,17 @@ fn refuse_foreign(path: &Path) -> Result<()> {
     if header != b"SQLite format 3\0" {
         return Err(foreign("it is not an SQLite database".into()));
     }
+    // An SQLite file whose schema cannot be read is damaged, not foreign:
+    // SQLite's own error says so (and the audit reports it).
+    let damaged = |source| JournalError::Sqlite {
+        path: path.to_path_buf(),
+        source,
+    };
     let connection = Connection::open_with_flags(
         path,
         OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
     )
-    .map_err(|e| foreign(format!("cannot open it read-only: {e}")))?;
+    .map_err(damaged)?;
     let (application_id, tables): (i32, i64) = connection
         .query_row(
             "SELECT (SELECT application_id FROM pragma_application_id),
@@ -281,7 +287,7 @@ fn refuse_foreign(path: &Path) -> Result<()> {
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
-        .map_err(|e| foreign(format!("cannot read its schema: {e}")))?;
+        .map_err(damaged)?;
     if application_id == APPLICATION_ID || (application_id == 0 && tables == 0) {
         Ok(())
     } else {
