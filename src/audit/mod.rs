@@ -58,6 +58,11 @@ impl AuditReport {
         self.findings.is_empty() && self.unlisted_findings == 0
     }
 
+    /// SQLite found the file damaged: nothing read from it is trusted.
+    pub fn file_damaged(&self) -> bool {
+        self.findings.iter().any(|f| f.check == "file")
+    }
+
     /// Lists `finding`, or counts it once the list is full.
     pub fn push(&mut self, finding: Finding) {
         if self.findings.len() < LISTED_FINDINGS {

@@ -124,6 +124,9 @@ pub async fn audit(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         None => report
             .notes
             .push("postgres.url is empty: Postgres was not compared".into()),
+        Some(_) if report.file_damaged() => report
+            .notes
+            .push("the journal file is damaged: Postgres was not compared with it".into()),
         Some(url) => match Warehouse::connect(url, &settings.postgres_tls()).await {
             Err(e) => report.push(Finding {
                 check: "postgres",

@@ -102,16 +102,16 @@ impl Journal {
             path: path.to_path_buf(),
             why: why.to_owned(),
         };
-        let canonical = match std::fs::canonicalize(path) {
-            Ok(canonical) => canonical,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(not_created("does not exist yet"));
-            }
-            Err(e) => {
-                return Err(JournalError::Invalid {
-                    path: path.to_path_buf(),
-                    what: format!("cannot find it: {e}"),
-                });
+        let canonical = match existing(path)? {
+            Some(canonical) => canonical,
+            None => {
+                // Perhaps being created this instant: wait for a creator
+                // holding the folder's open lock, then look once more.
+                let (folder, name) = split(path);
+                if let (Ok(folder), Some(name)) = (std::fs::canonicalize(folder), name) {
+                    drop(OpenLock::take(path, &folder.join(name), Access::Shared)?);
+                }
+                existing(path)?.ok_or_else(|| not_created("does not exist yet"))?
             }
         };
         let _checking = OpenLock::take(path, &canonical, Access::Shared)?;
@@ -162,6 +162,19 @@ impl Journal {
             path: path.to_path_buf(),
             canonical,
         })
+    }
+}
+
+/// The canonical name of the existing file `path` names; none when it
+/// does not exist (yet).
+fn existing(path: &Path) -> Result<Option<PathBuf>> {
+    match std::fs::canonicalize(path) {
+        Ok(canonical) => Ok(Some(canonical)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(JournalError::Invalid {
+            path: path.to_path_buf(),
+            what: format!("cannot find it: {e}"),
+        }),
     }
 }
 

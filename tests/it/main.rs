@@ -12,5 +12,6 @@ mod helpers;
 mod journal;
 mod planning;
 mod reconciler;
+mod robustness;
 mod sync;
 mod tls;
