@@ -80,7 +80,7 @@ pub fn status(report: &StatusReport) -> String {
     }
     for exposed in &report.permissions {
         out.push_str(&format!(
-            "warning: {} is {} (mode {}); the journal's files hold the execution history: {}\n",
+            "warning: {} is {} (mode {}): the journal's files hold the execution history; {}\n",
             exposed.path, exposed.problem, exposed.mode, exposed.fix
         ));
     }
