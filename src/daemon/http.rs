@@ -260,6 +260,20 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_client_that_never_sends_a_request_is_cut_by_the_header_timeout() {
+        let limits = Limits {
+            header_read: Duration::from_millis(200),
+            drain: Duration::from_secs(30),
+        };
+        let (address, _stop, _served, _dir) = server(limits).await;
+        let mut silent = TcpStream::connect(address).await.unwrap();
+        let mut rest = Vec::new();
+        let _closed = tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut rest))
+            .await
+            .expect("the server closes a silent connection within its header timeout");
+    }
+
+    #[tokio::test]
     async fn the_stop_drains_for_at_most_its_bound_even_with_a_stalled_client() {
         let limits = Limits {
             header_read: Duration::from_secs(3600),

@@ -125,9 +125,7 @@ impl Journal {
         };
         let connection = Connection::open_with_flags(
             &canonical,
-            OpenFlags::SQLITE_OPEN_READ_ONLY
-                | OpenFlags::SQLITE_OPEN_NO_MUTEX
-                | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(|e| JournalError::Invalid {
             path: path.to_path_buf(),
