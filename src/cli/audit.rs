@@ -97,8 +97,8 @@ pub fn audit_evidence(
     Ok(ExitCode::from(if verdict.ok() { 0 } else { 1 }))
 }
 
-/// `audit`: the chain, the state tables against the log, and Postgres when
-/// `postgres.url` is set.
+/// `audit`: SQLite's check of the file, the chain, the state tables against
+/// the log, and Postgres when `postgres.url` is set.
 pub async fn audit(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     let journal = match ctx.journal_read_only() {
         Ok(journal) => journal,

@@ -343,10 +343,9 @@ pub async fn run<A: Api + Clone + 'static>(
     // The HTTP server stops at the stop signal itself and drains in
     // parallel with the runs' grace, bounded by the same timeout, so a
     // stalled client never lengthens the stop.
-    let (stop_serving, serving_stopped) = watch::channel(false);
+    let (stop_serving, mut serving_stopped) = watch::channel(false);
     let http = match settings.http.listen {
         Some(listen) => {
-            let mut serving_stopped = serving_stopped.clone();
             let limits = crate::daemon::http::Limits {
                 header_read: settings.http.header_read_timeout,
                 drain: settings.scheduler.shutdown_timeout,
