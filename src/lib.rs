@@ -8,6 +8,7 @@ pub mod audit;
 pub mod cli;
 pub mod collect;
 pub mod daemon;
+pub mod files;
 
 pub mod journal;
 pub mod schedule;

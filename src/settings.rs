@@ -191,12 +191,26 @@ pub struct SchedulerSettings {
     pub watch_interval: Option<Duration>,
 }
 
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct HttpSettings {
     /// Address for /healthz and /metrics, e.g. `127.0.0.1:9187`; unset
     /// serves nothing.
     pub listen: Option<SocketAddr>,
+    /// How long a client may take to send a request's head; past it the
+    /// connection is closed, so a stalled client cannot hold one for ever.
+    /// (At a stop, open connections get `scheduler.shutdown_timeout`.)
+    #[serde(with = "humantime_serde")]
+    pub header_read_timeout: Duration,
+}
+
+impl Default for HttpSettings {
+    fn default() -> HttpSettings {
+        HttpSettings {
+            listen: None,
+            header_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// The defaults, as the figment layer every other source overrides.
@@ -387,6 +401,9 @@ impl Settings {
         if self.scheduler.shutdown_timeout.is_zero() {
             return invalid("scheduler.shutdown_timeout", "must be longer than zero");
         }
+        if self.http.header_read_timeout.is_zero() {
+            return invalid("http.header_read_timeout", "must be longer than zero");
+        }
         if self.reconciler.batch_size == 0 {
             return invalid("reconciler.batch_size", "must be at least 1");
         }
@@ -551,5 +568,13 @@ mod tests {
         let (_dir, settings) = load("[http]\nlisten = \"not an address\"\n");
         let error = settings.unwrap_err().to_string();
         assert!(error.contains("listen"), "{error}");
+        let (_dir, settings) = load("");
+        assert_eq!(
+            settings.unwrap().http.header_read_timeout,
+            Duration::from_secs(10)
+        );
+        let (_dir, settings) = load("[http]\nheader_read_timeout = \"0s\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("http.header_read_timeout"), "{error}");
     }
 }

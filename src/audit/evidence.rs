@@ -167,7 +167,7 @@ pub fn export(
         events: count,
         content_sha256: hex::encode(digest.finalize()),
     };
-    let mut file = BufWriter::new(File::create(out).map_err(io(out))?);
+    let mut file = BufWriter::new(crate::files::create(out).map_err(io(out))?);
     serde_json::to_writer(&mut file, &header).expect("headers always serialize");
     file.write_all(b"\n").map_err(io(out))?;
     body.rewind().map_err(io(out))?;

@@ -1,8 +1,9 @@
-//! `chronicle audit`: proves the journal from its own record. Three checks:
-//! the hash chain (the first broken event), the state tables against the
-//! state the event log implies (replayed here), and, when Postgres is
-//! configured, the drift comparison of `verify` plus the chain heads
-//! Postgres recorded at each sync.
+//! `chronicle audit`: proves the journal from its own record. First SQLite's
+//! own consistency check of the file (a damaged page or index), then the
+//! hash chain (the first broken event), the state tables against the state
+//! the event log implies (replayed here), and, when Postgres is configured,
+//! the drift comparison of `verify` plus the chain heads Postgres recorded
+//! at each sync.
 //!
 //! Owns the findings; the replay rules are `replay`'s. Reading is the journal's and the
 //! warehouse's; the row comparison with Postgres is `drift`'s.
@@ -11,6 +12,7 @@ pub mod evidence;
 pub mod export;
 
 use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::Serialize;
 
@@ -20,7 +22,7 @@ use crate::journal::{ChainHead, EventFilter, Journal, JournalError, StateTables,
 /// One thing the audit could not reconcile.
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
-    /// `chain`, `state`, `postgres` or `chain head`.
+    /// `file`, `chain`, `state`, `postgres` or `chain head`.
     pub check: &'static str,
     /// The event, row or head at fault.
     pub subject: String,
@@ -56,6 +58,11 @@ impl AuditReport {
         self.findings.is_empty() && self.unlisted_findings == 0
     }
 
+    /// SQLite found the file damaged: nothing read from it is trusted.
+    pub fn file_damaged(&self) -> bool {
+        self.findings.iter().any(|f| f.check == "file")
+    }
+
     /// Lists `finding`, or counts it once the list is full.
     pub fn push(&mut self, finding: Finding) {
         if self.findings.len() < LISTED_FINDINGS {
@@ -66,17 +73,61 @@ impl AuditReport {
     }
 }
 
-/// Checks the chain and replays the log against the state tables;
-/// `progress` counts the events replayed.
+/// The report of a journal SQLite cannot open: one `file` finding naming
+/// it and the reason, so the audit fails instead of having nothing to say.
+pub fn unreadable(path: &Path, error: &JournalError) -> AuditReport {
+    let mut report = AuditReport::default();
+    report.push(Finding {
+        check: "file",
+        subject: path.display().to_string(),
+        detail: format!("SQLite cannot read the journal: {error}"),
+    });
+    report
+}
+
+/// Checks the file with SQLite's `quick_check`, then the chain, and replays
+/// the log against the state tables; `progress` counts the events replayed.
+/// Once the file is known damaged, a read that fails later ends the audit
+/// with a `file` finding rather than an error: the report must still say
+/// what was found.
 pub fn journal(
     journal: &Journal,
     progress: &indicatif::ProgressBar,
 ) -> Result<AuditReport, JournalError> {
-    let mut report = AuditReport {
-        journal_id: journal.journal_id()?,
-        head: journal.chain_head()?,
-        ..AuditReport::default()
+    let mut report = AuditReport::default();
+    let file = journal.path().display().to_string();
+    let damage = |detail: String| Finding {
+        check: "file",
+        subject: file.clone(),
+        detail,
     };
+    match journal.quick_check() {
+        Ok(problems) => {
+            for problem in problems {
+                report.push(damage(format!("SQLite's quick_check: {problem}")));
+            }
+        }
+        Err(e) => report.push(damage(format!("SQLite cannot check the file: {e}"))),
+    }
+    let damaged = !report.clean();
+    match record(journal, progress, &mut report) {
+        Ok(()) => Ok(report),
+        Err(e) if damaged => {
+            report.push(damage(format!("the audit could not read on: {e}")));
+            Ok(report)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The checks of the record itself: chain, replay, state tables.
+fn record(
+    journal: &Journal,
+    progress: &indicatif::ProgressBar,
+    report: &mut AuditReport,
+) -> Result<(), JournalError> {
+    report.journal_id = journal.journal_id()?;
+    report.head = journal.chain_head()?;
     progress.set_length(report.head.as_ref().map_or(0, |h| h.seq.max(0) as u64));
     if let Some(broken) = journal.verify_chain()? {
         report.push(Finding {
@@ -122,8 +173,8 @@ pub fn journal(
             replay.collections_without_ids
         ));
     }
-    compare_state(journal, replay.state, &mut report)?;
-    Ok(report)
+    compare_state(journal, replay.state, report)?;
+    Ok(())
 }
 
 /// Adds the findings of comparing the chain heads Postgres recorded for

@@ -13,7 +13,7 @@ use super::output::{emit, print};
 use super::render;
 use crate::audit::export::{self, Format, What};
 use crate::audit::{self, Finding, evidence};
-use crate::journal::ChainHead;
+use crate::journal::{ChainHead, JournalError};
 use crate::settings::ConfigError;
 use crate::sync::drift;
 use crate::telemetry::progress;
@@ -32,10 +32,10 @@ pub fn export(
         )
         .into());
     }
-    let journal = ctx.journal()?;
+    let journal = ctx.journal_read_only()?;
     match out {
         Some(path) => {
-            let file = std::fs::File::create(path)
+            let file = crate::files::create(path)
                 .map_err(|e| anyhow::anyhow!("cannot create {}: {e}", path.display()))?;
             let rows = export::export(
                 journal,
@@ -62,7 +62,7 @@ pub fn export_evidence(
     schedule: Option<&str>,
     since: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = ctx.journal_read_only()?;
     let bar = progress::bar("evidence", "events");
     let header = match evidence::export(journal, out, schedule, since, &bar) {
         Ok(header) => header,
@@ -97,10 +97,24 @@ pub fn audit_evidence(
     Ok(ExitCode::from(if verdict.ok() { 0 } else { 1 }))
 }
 
-/// `audit`: the chain, the state tables against the log, and Postgres when
-/// `postgres.url` is set.
+/// `audit`: SQLite's check of the file, the chain, the state tables against
+/// the log, and Postgres when `postgres.url` is set.
 pub async fn audit(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = match ctx.journal_read_only() {
+        Ok(journal) => journal,
+        Err(e) => {
+            // A file SQLite cannot read is the audit's finding, not a pass
+            // and not a bare error: the report names it.
+            return match e.downcast_ref::<JournalError>() {
+                Some(error @ JournalError::Sqlite { .. }) => {
+                    let report = audit::unreadable(&ctx.settings()?.journal.path, error);
+                    emit(json, &report, render::audit)?;
+                    Ok(ExitCode::from(1))
+                }
+                _ => Err(e),
+            };
+        }
+    };
     let bar = progress::bar("audit", "events");
     let report = audit::journal(journal, &bar);
     bar.finish_and_clear();
@@ -110,6 +124,9 @@ pub async fn audit(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
         None => report
             .notes
             .push("postgres.url is empty: Postgres was not compared".into()),
+        Some(_) if report.file_damaged() => report
+            .notes
+            .push("the journal file is damaged: Postgres was not compared with it".into()),
         Some(url) => match Warehouse::connect(url, &settings.postgres_tls()).await {
             Err(e) => report.push(Finding {
                 check: "postgres",

@@ -1,5 +1,8 @@
 //! What a command runs with: the settings, loaded once, and the journal,
-//! opened once per command however many steps use it.
+//! opened once per command however many steps use it: for writing (and
+//! created and migrated) by the commands that change it, read-only by the
+//! commands that only look (`status`, `weeks`, `executions`, `events`,
+//! `lineage`, `export`, `audit`), which never change the file.
 //!
 //! Owns loading and opening; every command family asks it instead of
 //! opening files of its own.
@@ -15,6 +18,7 @@ pub struct Context {
     config: Option<PathBuf>,
     settings: OnceCell<Settings>,
     journal: OnceCell<Journal>,
+    read_only: OnceCell<Journal>,
 }
 
 impl Context {
@@ -23,6 +27,7 @@ impl Context {
             config,
             settings: OnceCell::new(),
             journal: OnceCell::new(),
+            read_only: OnceCell::new(),
         }
     }
 
@@ -46,6 +51,16 @@ impl Context {
         }
         let opened = Journal::open(&self.settings()?.journal.path)?;
         Ok(self.journal.get_or_init(|| opened))
+    }
+
+    /// The journal `journal.path` names, opened read-only once: it must
+    /// exist and be current; nothing in it is changed.
+    pub fn journal_read_only(&self) -> anyhow::Result<&Journal> {
+        if let Some(journal) = self.read_only.get() {
+            return Ok(journal);
+        }
+        let opened = Journal::open_read_only(&self.settings()?.journal.path)?;
+        Ok(self.read_only.get_or_init(|| opened))
     }
 
     /// `postgres.url`, or a configuration error saying what `what` needs it

@@ -22,12 +22,12 @@ use crate::warehouse::rows::ExecutionStatus;
 const FOLLOW_INTERVAL: Duration = Duration::from_millis(500);
 
 pub fn status(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
-    emit(json, &ctx.journal()?.status()?, render::status)?;
+    emit(json, &ctx.journal_read_only()?.status()?, render::status)?;
     Ok(ExitCode::SUCCESS)
 }
 
 pub fn weeks(ctx: &Context, schedule: &str, grid: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = ctx.journal_read_only()?;
     let Some(weeks) = journal.weeks_of(schedule)? else {
         let known: Vec<String> = journal
             .status()?
@@ -57,7 +57,7 @@ pub fn weeks(ctx: &Context, schedule: &str, grid: bool, json: bool) -> anyhow::R
 }
 
 pub fn executions(ctx: &Context, filter: &ExecutionFilter, json: bool) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = ctx.journal_read_only()?;
     let lines = journal.executions(filter)?;
     emit(json, &lines, |lines| render::executions(lines))?;
     Ok(ExitCode::SUCCESS)
@@ -72,7 +72,7 @@ pub async fn events(
     json: bool,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<ExitCode> {
-    let journal = ctx.journal()?;
+    let journal = ctx.journal_read_only()?;
     tokio::pin!(shutdown);
     loop {
         let mut out = std::io::BufWriter::new(std::io::stdout().lock());
@@ -110,7 +110,7 @@ pub async fn events(
 /// `lineage`: the journal's view of the week(s), with the values of the
 /// state Postgres acknowledged replayed from the events.
 pub fn lineage(ctx: &Context, key: &str, json: bool) -> anyhow::Result<ExitCode> {
-    let mut lineage = ctx.journal()?.lineage(key)?;
+    let mut lineage = ctx.journal_read_only()?.lineage(key)?;
     if lineage.weeks.is_empty() {
         eprintln!(
             "nothing in the journal matches `{key}` (a week date, week id, attempt id or AMC execution id)"

@@ -1,10 +1,15 @@
 //! The daemon's optional HTTP endpoints (`[http] listen`): /healthz for a
 //! load balancer or systemd watchdog script, /metrics for Prometheus.
 //!
-//! Owns the routes and what "healthy" means. It reads the journal and
-//! writes only its health probe row; it never changes tracking state.
+//! Owns the routes, what "healthy" means, and the server's connections:
+//! each must send its request head within `http.header_read_timeout`, and
+//! at a stop every connection gets at most the drain time before it is
+//! cut, so a stalled client can hold neither a connection nor the stop.
+//! It reads the journal and writes only its health probe row; it never
+//! changes tracking state.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
@@ -13,7 +18,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use chrono::Utc;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
 
 use crate::journal::{Journal, SyncHealth};
 
@@ -34,29 +45,91 @@ struct Health {
     sync: Option<SyncHealth>,
 }
 
-/// Binds `listen` and serves until `shutdown` resolves.
+/// The bounds on what a client can make the server wait for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// A request head must arrive within this (`http.header_read_timeout`).
+    pub header_read: Duration,
+    /// After the stop, how long open connections may finish before they
+    /// are cut (`scheduler.shutdown_timeout`).
+    pub drain: Duration,
+}
+
+/// Binds `listen` and serves until `shutdown` resolves, then drains the
+/// open connections for at most `limits.drain`.
 pub async fn serve(
     listen: SocketAddr,
     journal: Journal,
     postgres_configured: bool,
+    limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<tokio::task::JoinHandle<()>> {
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("key `http.listen`: cannot listen on {listen}"))?;
-    let app = Router::new()
+    tracing::info!(%listen, "serving /healthz and /metrics");
+    let app = routes(journal, postgres_configured);
+    Ok(tokio::spawn(serve_on(listener, app, limits, shutdown)))
+}
+
+fn routes(journal: Journal, postgres_configured: bool) -> Router {
+    Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .with_state((journal, postgres_configured));
-    tracing::info!(%listen, "serving /healthz and /metrics");
-    Ok(tokio::spawn(async move {
-        if let Err(e) = axum::serve(listener, app)
-            .with_graceful_shutdown(shutdown)
-            .await
-        {
-            tracing::error!(error = %e, "the health and metrics server stopped");
+        .with_state((journal, postgres_configured))
+}
+
+/// The accept loop and the bounded drain. HTTP/1 only: the endpoints are
+/// for scrapers and probes.
+async fn serve_on(
+    listener: TcpListener,
+    app: Router,
+    limits: Limits,
+    shutdown: impl Future<Output = ()>,
+) {
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read);
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => {
+                    let service = TowerToHyperService::new(app.clone());
+                    let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+                    connections.spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!(error = %e, "HTTP connection ended with an error");
+                        }
+                    });
+                }
+                Err(e) => {
+                    // Out of descriptors, say: wait rather than spin.
+                    tracing::warn!(error = %e, "cannot accept an HTTP connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            () = &mut shutdown => break,
         }
-    }))
+    }
+    drop(listener);
+    // Idle connections close at once; one in a request finishes it; one
+    // whose client stalled is what the bound is for.
+    if tokio::time::timeout(limits.drain, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            connections = connections.len(),
+            drain = ?limits.drain,
+            "HTTP connections still open after the drain were cut"
+        );
+    }
+    connections.shutdown().await;
 }
 
 /// 200 when the journal takes writes and the last sync (if Postgres is
@@ -120,6 +193,101 @@ async fn metrics(State((journal, _)): State<(Journal, bool)>) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Serves a fresh journal on a free port until `stop` fires.
+    async fn server(
+        limits: Limits,
+    ) -> (
+        SocketAddr,
+        tokio::sync::oneshot::Sender<()>,
+        tokio::task::JoinHandle<()>,
+        tempfile::TempDir,
+    ) {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("journal.db")).unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let served = tokio::spawn(serve_on(
+            listener,
+            routes(journal, false),
+            limits,
+            async move {
+                let _ = stopped.await;
+            },
+        ));
+        (address, stop, served, dir)
+    }
+
+    /// A client that sends half a request head and then nothing.
+    async fn stalled(address: SocketAddr) -> TcpStream {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost:")
+            .await
+            .unwrap();
+        stream
+    }
+
+    /// A whole GET answered: the server has accepted every connection
+    /// made before this one (one accept loop, in order).
+    async fn answered(address: SocketAddr) {
+        let mut stream = TcpStream::connect(address).await.unwrap();
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_stalls_in_its_request_head_is_cut_by_the_header_timeout() {
+        let limits = Limits {
+            header_read: Duration::from_millis(200),
+            drain: Duration::from_secs(30),
+        };
+        let (address, _stop, _served, _dir) = server(limits).await;
+        let mut client = stalled(address).await;
+        let mut rest = Vec::new();
+        // Closed (an end of file, or a reset) rather than waited on.
+        let _closed = tokio::time::timeout(Duration::from_secs(20), client.read_to_end(&mut rest))
+            .await
+            .expect("the server closes a stalled connection within its header timeout");
+    }
+
+    #[tokio::test]
+    async fn a_client_that_never_sends_a_request_is_cut_by_the_header_timeout() {
+        let limits = Limits {
+            header_read: Duration::from_millis(200),
+            drain: Duration::from_secs(30),
+        };
+        let (address, _stop, _served, _dir) = server(limits).await;
+        let mut silent = TcpStream::connect(address).await.unwrap();
+        let mut rest = Vec::new();
+        let _closed = tokio::time::timeout(Duration::from_secs(20), silent.read_to_end(&mut rest))
+            .await
+            .expect("the server closes a silent connection within its header timeout");
+    }
+
+    #[tokio::test]
+    async fn the_stop_drains_for_at_most_its_bound_even_with_a_stalled_client() {
+        let limits = Limits {
+            header_read: Duration::from_secs(3600),
+            drain: Duration::from_millis(300),
+        };
+        let (address, stop, served, _dir) = server(limits).await;
+        let _client = stalled(address).await;
+        answered(address).await;
+        stop.send(()).unwrap();
+        tokio::time::timeout(Duration::from_secs(20), served)
+            .await
+            .expect("the server stops within its drain bound")
+            .unwrap();
+    }
 
     #[tokio::test]
     async fn health_is_503_once_the_last_sync_failed_and_200_after_one_succeeds() {

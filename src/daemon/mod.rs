@@ -340,16 +340,29 @@ pub async fn run<A: Api + Clone + 'static>(
             let _ = stopped.wait_for(|stop| *stop).await;
         }
     };
+    // The HTTP server stops at the stop signal itself and drains in
+    // parallel with the runs' grace, bounded by the same timeout, so a
+    // stalled client never lengthens the stop.
+    let (stop_serving, mut serving_stopped) = watch::channel(false);
     let http = match settings.http.listen {
-        Some(listen) => Some(
-            crate::daemon::http::serve(
-                listen,
-                journal.clone(),
-                settings.postgres_url().is_some(),
-                stopped(),
+        Some(listen) => {
+            let limits = crate::daemon::http::Limits {
+                header_read: settings.http.header_read_timeout,
+                drain: settings.scheduler.shutdown_timeout,
+            };
+            Some(
+                crate::daemon::http::serve(
+                    listen,
+                    journal.clone(),
+                    settings.postgres_url().is_some(),
+                    limits,
+                    async move {
+                        let _ = serving_stopped.wait_for(|stop| *stop).await;
+                    },
+                )
+                .await?,
             )
-            .await?,
-        ),
+        }
         None => None,
     };
     let reconciler = settings.postgres_url().map(|url| {
@@ -413,6 +426,7 @@ pub async fn run<A: Api + Clone + 'static>(
         }
     }
 
+    let _ = stop_serving.send(true);
     let grace = settings.scheduler.shutdown_timeout;
     tracing::info!(grace = ?grace, "stopping: no new firings; in-flight runs get the grace period, live AMC executions keep running and are resumed at the next start");
     let drained = tokio::time::timeout(grace, async {

@@ -6,8 +6,9 @@
 //! it takes facts from the runner and hands tracking rows to the reconciler.
 //!
 //! The room, by concern:
-//! - `open`: refusing foreign files, durability pragmas, migrations;
-//!   `lock`: one runner per journal.
+//! - `open`: refusing foreign files, durability pragmas, migrations, the
+//!   read-only open of the commands that only look; `lock`: one runner per
+//!   journal, and one creator or migrator at a time.
 //! - `events`: the typed vocabulary of the log; `chain`: its hash chain;
 //!   `change`: the one-transaction-per-write helper every writer uses.
 //! - `plan`: collections and their due weeks; `attach`: a collection the
@@ -75,6 +76,29 @@ pub enum JournalError {
     Busy { path: PathBuf, holder: String },
     #[error("journal {}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
+    #[error(
+        "journal {} {why}: nothing has been collected with it (check `journal.path`); `chronicle migrate`, `backfill` or `run` creates it",
+        path.display()
+    )]
+    NotCreated { path: PathBuf, why: String },
+    #[error(
+        "journal {} has schema version {found}, this chronicle reads version {needed}: run `chronicle migrate` (or any command that writes) first; read-only commands never change the file",
+        path.display()
+    )]
+    Outdated {
+        path: PathBuf,
+        found: i64,
+        needed: i64,
+    },
+    #[error(
+        "journal {}: another chronicle process has been creating or migrating it for {}s; try again when it is done",
+        path.display(),
+        waited.as_secs()
+    )]
+    OpenTimeout {
+        path: PathBuf,
+        waited: std::time::Duration,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;
@@ -88,11 +112,22 @@ pub struct Journal {
     connection: Arc<Mutex<Connection>>,
     /// For error messages and the summary users are shown.
     path: PathBuf,
+    /// The file's one name, whichever name it was opened by: the key of
+    /// its locks (`lock`).
+    canonical: PathBuf,
 }
 
 impl Journal {
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// A file beside the journal, named by its canonical name plus
+    /// `suffix` (`.lock`, `-wal`, `-shm`).
+    fn beside(&self, suffix: &str) -> PathBuf {
+        let mut name = self.canonical.as_os_str().to_owned();
+        name.push(suffix);
+        PathBuf::from(name)
     }
 
     fn lock(&self) -> MutexGuard<'_, Connection> {

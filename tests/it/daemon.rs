@@ -18,7 +18,7 @@ fn every_second(backfill_weeks: u32) -> String {
 }
 
 /// A free port on 127.0.0.1 for the daemon's HTTP endpoints.
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -90,7 +90,7 @@ fn assert_never_two_runs_at_once(journal: &Path) {
 }
 
 /// A plain HTTP/1.1 GET: status code and body.
-async fn get(port: u16, path: &str) -> (u16, String) {
+pub(crate) async fn get(port: u16, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
         .unwrap();
@@ -110,7 +110,7 @@ async fn get(port: u16, path: &str) -> (u16, String) {
 
 /// Starts the daemon with stderr collected line by line (so a full pipe
 /// never blocks it).
-fn start(app: &TestApp, extra: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
+pub(crate) fn start(app: &TestApp, extra: &[&str]) -> (Child, Arc<Mutex<Vec<String>>>) {
     let mut args = vec!["run"];
     args.extend_from_slice(extra);
     let mut child = command(&app.config_path, &args)

@@ -12,6 +12,7 @@ mod helpers;
 mod journal;
 mod planning;
 mod reconciler;
+mod robustness;
 mod strict_amc;
 mod sync;
 mod tls;

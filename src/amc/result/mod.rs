@@ -263,9 +263,9 @@ pub async fn fetch(
         source,
     };
     if let Some(dir) = keep_as.parent() {
-        std::fs::create_dir_all(dir).map_err(|e| keep_error(dir, e))?;
+        crate::files::create_dir_all(dir).map_err(|e| keep_error(dir, e))?;
     }
-    let file = File::create(&partial).map_err(|e| keep_error(&partial, e))?;
+    let file = crate::files::create(&partial).map_err(|e| keep_error(&partial, e))?;
     let mut tally = Tally::new(
         options.max_bytes,
         options.rows_limit,

@@ -17,7 +17,7 @@ pub fn audit(report: &AuditReport) -> String {
             .map_or("none".into(), |h| format!("event {} {}", h.seq, h.hash))
     );
     if report.clean() {
-        out.push_str("audit passed: the hash chain holds, the state tables match the event log");
+        out.push_str("audit passed: SQLite finds the file sound, the hash chain holds, the state tables match the event log");
         out.push_str(", and Postgres agrees where it was checked\n");
     } else {
         let mut table = table(&["check", "at", "finding"]);

@@ -78,6 +78,12 @@ pub fn status(report: &StatusReport) -> String {
     if let Some(error) = &report.last_sync_error {
         out.push_str(&format!("last sync error: {error}\n"));
     }
+    for exposed in &report.permissions {
+        out.push_str(&format!(
+            "warning: {} is {} (mode {}): the journal's files hold the execution history; {}\n",
+            exposed.path, exposed.problem, exposed.mode, exposed.fix
+        ));
+    }
     out
 }
 

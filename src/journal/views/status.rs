@@ -1,6 +1,7 @@
 //! `chronicle status`: per collection, weeks by status, live executions and
 //! rows collected; the outbox, quarantine and last sync; the journal's
-//! durability settings; what the last runner start recovered.
+//! durability settings; what the last runner start recovered; the journal's
+//! files and folder that others than their owner may read or write.
 //!
 //! Owns the query; totals come from V7's running totals, never a count of
 //! the whole history.
@@ -13,6 +14,7 @@ use serde::Serialize;
 
 use super::super::sql::date_at;
 use super::super::{Journal, Result};
+use crate::files::{self, Exposure};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionSummary {
@@ -53,6 +55,10 @@ pub struct StatusReport {
     pub last_sync_success: Option<String>,
     pub last_sync_error: Option<String>,
     pub executions: i64,
+    /// The journal, its `-wal`, `-shm` and lock files and its folder, when
+    /// group or others may read or write them: they hold the execution
+    /// history. Empty when all are private.
+    pub permissions: Vec<Exposure>,
 }
 
 impl Journal {
@@ -151,6 +157,7 @@ impl Journal {
             .optional()
             .map_err(sqlite)?;
         Ok(StatusReport {
+            permissions: self.exposures(),
             journal: self.path.display().to_string(),
             journal_mode,
             synchronous: match synchronous {
@@ -170,5 +177,24 @@ impl Journal {
             last_sync_error: last_error,
             executions,
         })
+    }
+}
+
+impl Journal {
+    /// Which of the journal's files and its folder are open to group or
+    /// others, by their canonical names.
+    fn exposures(&self) -> Vec<Exposure> {
+        let folder = self.canonical.parent().map(std::path::Path::to_path_buf);
+        [
+            Some(self.canonical.clone()),
+            Some(self.beside("-wal")),
+            Some(self.beside("-shm")),
+            Some(self.beside(".lock")),
+            folder,
+        ]
+        .into_iter()
+        .flatten()
+        .filter_map(|path| files::exposure(&path))
+        .collect()
     }
 }
