@@ -56,7 +56,7 @@ pub struct Header {
     /// Hash of event `first_seq - 1`: the anchor of the first event's link.
     pub prev_hash: String,
     /// The last event in the file: compare it with a head recorded elsewhere
-    /// (Postgres `chronicle_chain_heads`, an earlier export).
+    /// (Postgres `chronicle.chain_heads`, an earlier export).
     pub head: ChainHead,
     /// How many event lines follow the header.
     pub events: u64,

@@ -164,7 +164,7 @@ pub enum Command {
         #[arg(long)]
         evidence: Option<PathBuf>,
         /// With --evidence: a chain head hash recorded elsewhere (Postgres's
-        /// chronicle_chain_heads) that one event of the file must carry.
+        /// chronicle.chain_heads) that one event of the file must carry.
         #[arg(long, requires = "evidence")]
         expect_head: Option<String>,
         #[arg(long)]

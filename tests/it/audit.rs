@@ -266,7 +266,7 @@ async fn an_exported_evidence_file_verifies_anywhere_and_fails_when_one_byte_cha
     let client = crate::helpers::connect(&app.database_url).await;
     let recorded: String = client
         .query_one(
-            "SELECT hash FROM chronicle_chain_heads WHERE journal_id = $1 ORDER BY seq DESC LIMIT 1",
+            "SELECT hash FROM chronicle.chain_heads WHERE journal_id = $1 ORDER BY seq DESC LIMIT 1",
             &[&verdict["header"]["journal_id"].as_str().unwrap()],
         )
         .await

@@ -98,7 +98,7 @@ async fn backfill_lands_every_week_in_postgres_with_its_execution_and_checksum()
         assert_eq!(row.get::<_, &str>(4), "completed");
         let amc_id: String = row.get(6);
         assert_eq!(row.get::<_, String>(9), amc_id, "week and execution agree");
-        assert_eq!(row.get::<_, &str>(10), "SUCCEEDED");
+        assert_eq!(row.get::<_, &str>(10), "completed", "the application's word, not AMC's");
         let created = by_amc_id
             .get(&amc_id)
             .unwrap_or_else(|| panic!("{amc_id} is not in the simulator's ledger"));
@@ -116,7 +116,7 @@ async fn backfill_lands_every_week_in_postgres_with_its_execution_and_checksum()
     }
     let collection = pg
         .query_one(
-            "SELECT name, status, weeks_completed FROM report_data_collections WHERE id = $1",
+            "SELECT configuration->>'schedule', status, weeks_completed FROM report_data_collections WHERE id = $1",
             &[&collection_id],
         )
         .await
@@ -179,7 +179,7 @@ async fn weeks_that_keep_failing_are_retried_then_listed_with_exit_code_1() {
     assert_eq!(failed, 2);
     let executions: i64 = pg
         .query_one(
-            "SELECT count(*) FROM workflow_executions WHERE status = 'FAILED'",
+            "SELECT count(*) FROM workflow_executions WHERE status = 'failed'",
             &[],
         )
         .await
