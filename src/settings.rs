@@ -445,12 +445,16 @@ impl Settings {
     }
 
     /// What a Postgres connection needs besides the URL.
-    /// The bounds of every Postgres statement and lock wait.
-    pub fn postgres_timeouts(&self) -> crate::warehouse::Timeouts {
-        crate::warehouse::Timeouts {
-            statement: self.postgres.statement_timeout,
-            lock: self.postgres.lock_timeout,
-        }
+    /// Where and how to reach Postgres; `None` when `postgres.url` is empty.
+    pub fn postgres_target(&self) -> Option<crate::warehouse::Target> {
+        Some(crate::warehouse::Target {
+            url: self.postgres_url()?.to_owned(),
+            tls: self.postgres_tls(),
+            timeouts: crate::warehouse::Timeouts {
+                statement: self.postgres.statement_timeout,
+                lock: self.postgres.lock_timeout,
+            },
+        })
     }
 
     pub fn postgres_tls(&self) -> TlsOptions {

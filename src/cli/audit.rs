@@ -120,14 +120,14 @@ pub async fn audit(ctx: &Context, json: bool) -> anyhow::Result<ExitCode> {
     bar.finish_and_clear();
     let mut report = report?;
     let settings = ctx.settings()?;
-    match settings.postgres_url() {
+    match settings.postgres_target() {
         None => report
             .notes
             .push("postgres.url is empty: Postgres was not compared".into()),
         Some(_) if report.file_damaged() => report
             .notes
             .push("the journal file is damaged: Postgres was not compared with it".into()),
-        Some(url) => match Warehouse::connect(url, &settings.postgres_tls()).await {
+        Some(target) => match Warehouse::open(&target).await {
             Err(e) => report.push(Finding {
                 check: "postgres",
                 subject: "connection".into(),

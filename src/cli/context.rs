@@ -65,8 +65,8 @@ impl Context {
 
     /// `postgres.url`, or a configuration error saying what `what` needs it
     /// for.
-    pub fn postgres_url(&self, what: &str) -> anyhow::Result<&str> {
-        self.settings()?.postgres_url().ok_or_else(|| {
+    pub fn postgres_target(&self, what: &str) -> anyhow::Result<crate::warehouse::Target> {
+        self.settings()?.postgres_target().ok_or_else(|| {
             ConfigError::Invalid(format!(
                 "key `postgres.url` is empty: set it (or CHRONICLE_POSTGRES__URL) to {what}"
             ))

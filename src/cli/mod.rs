@@ -122,6 +122,17 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
             || cause
                 .downcast_ref::<crate::collect::cancel::CancelError>()
                 .is_some_and(|e| e.is_bad_input())
+            || cause
+                .downcast_ref::<crate::collect::attach::PreflightError>()
+                .is_some_and(|e| e.is_bad_input())
+            || matches!(
+                cause.downcast_ref::<crate::collect::backfill::BackfillError>(),
+                Some(crate::collect::backfill::BackfillError::Preflight(e)) if e.is_bad_input()
+            )
+            || matches!(
+                cause.downcast_ref::<crate::warehouse::WarehouseError>(),
+                Some(crate::warehouse::WarehouseError::Schema(_))
+            )
     });
     ExitCode::from(if bad_input { 2 } else { 1 })
 }

@@ -10,20 +10,17 @@ use super::args::QuarantineAction;
 use super::context::Context;
 use super::output::{emit, print};
 use super::{outcome, render};
+use chrono::Utc;
+
+use crate::schedule;
 use crate::sync::{Outcome, drift, reconciler};
 use crate::warehouse::Warehouse;
 
 pub async fn sync(ctx: &Context) -> anyhow::Result<ExitCode> {
-    let url = ctx.postgres_url("sync")?;
+    let target = ctx.postgres_target("sync")?;
     let settings = ctx.settings()?;
     let journal = ctx.journal()?;
-    let result = reconciler::sync_once(
-        journal,
-        url,
-        &settings.postgres_tls(),
-        settings.reconciler.batch_size,
-    )
-    .await;
+    let result = reconciler::sync_once(journal, &target, settings.reconciler.batch_size).await;
     let pending = journal.pending_count()?;
     let (sync, ok) = match result {
         Ok(report) => {
@@ -40,10 +37,22 @@ pub async fn migrate(ctx: &Context) -> anyhow::Result<ExitCode> {
     let settings = ctx.settings()?;
     let journal = ctx.journal()?;
     let mut text = format!("journal {} is up to date\n", journal.path().display());
-    match settings.postgres_url() {
-        Some(url) => {
-            Warehouse::connect(url, &settings.postgres_tls()).await?;
+    match settings.postgres_target() {
+        Some(target) => {
+            let mut warehouse = Warehouse::open(&target).await?;
             text.push_str("Postgres tracking tables are up to date\n");
+            // The schedules' rows must be writable there too (the
+            // application's workflow and instance rows exist).
+            let schedules = schedule::load_dir(&settings.schedules.dir, Utc::now().date_naive())?;
+            let pairs: Vec<(&str, &str)> = schedules
+                .iter()
+                .map(|s| (s.workflow_id.as_str(), s.instance_id.as_str()))
+                .collect();
+            warehouse.preflight(&pairs).await?;
+            text.push_str(&format!(
+                "Postgres can take the rows of all {} schedules\n",
+                schedules.len()
+            ));
         }
         None => text.push_str("postgres.url is empty: no Postgres to migrate\n"),
     }
@@ -52,10 +61,10 @@ pub async fn migrate(ctx: &Context) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn verify(ctx: &Context, repair: bool, json: bool) -> anyhow::Result<ExitCode> {
-    let url = ctx.postgres_url("verify against")?;
+    let target = ctx.postgres_target("verify against")?;
     let settings = ctx.settings()?;
     let journal = ctx.journal()?;
-    let mut warehouse = Warehouse::connect(url, &settings.postgres_tls()).await?;
+    let mut warehouse = Warehouse::open(&target).await?;
     let mut found = drift::check(journal, &warehouse).await?;
     if repair && found.has_drift() {
         let rows = found.repairable();

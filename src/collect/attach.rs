@@ -28,11 +28,11 @@ pub enum PreflightError {
         weekday: chrono::Weekday,
         wanted: chrono::Weekday,
     },
-    /// Postgres is configured but cannot be asked whether the application
-    /// already collects this schedule's workflow: nothing is submitted
-    /// rather than risk paying twice.
+    /// The schedule names an application collection (`collection_id`) and
+    /// Postgres cannot be asked for it: nothing is submitted rather than
+    /// risk paying twice for weeks it holds.
     #[error(
-        "schedule `{schedule}` is new to the journal and Postgres cannot be asked whether the application already has its collection ({why}); nothing was submitted, run again once Postgres is reachable"
+        "schedule `{schedule}` names an application collection the journal has not attached yet, and Postgres cannot be asked for it ({why}); nothing was submitted, run again once Postgres is reachable"
     )]
     CannotAsk { schedule: String, why: String },
     #[error(transparent)]
@@ -68,19 +68,26 @@ pub async fn preflight(
     journal: &Journal,
     schedules: &[&Schedule],
 ) -> Result<Preflight, PreflightError> {
-    let Some(url) = settings.postgres_url() else {
+    let Some(target) = settings.postgres_target() else {
         return Ok(Preflight::default());
     };
-    let mut warehouse = match Warehouse::connect(url, &settings.postgres_tls()).await {
-        Ok(warehouse) => warehouse.with_timeouts(settings.postgres_timeouts()),
+    let mut warehouse = match Warehouse::open(&target).await {
+        Ok(warehouse) => warehouse,
         Err(e @ WarehouseError::Schema(_)) => return Err(PreflightError::Schema(e)),
         Err(e) => {
             let why = e.to_string();
-            if let Some(new) = first_new(journal, schedules)? {
+            // Naming the application's collection asks for it: nothing is
+            // submitted until it is attached.
+            if let Some(new) = first_new(journal, schedules)?
+                .filter(|s| s.collection_id.is_some())
+            {
                 return Err(PreflightError::CannotAsk {
                     schedule: new.name.clone(),
                     why,
                 });
+            }
+            if let Some(new) = first_new(journal, schedules)? {
+                tracing::warn!(schedule = %new.name, "Postgres is away: cannot check whether the application already collects this schedule's workflow; collecting as a new collection (hand a collection over first, README \"Taking over a collection\")");
             }
             tracing::warn!(error = %why, "Postgres is away: collecting offline, the journal keeps every change");
             return Ok(Preflight {

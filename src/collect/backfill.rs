@@ -11,17 +11,33 @@ use chrono::{NaiveDate, Utc};
 use indicatif::ProgressBar;
 
 use crate::amc::Api;
+use crate::collect::attach::{self, PreflightError};
 use crate::collect::runner::{Limits, RunError, RunReport, Runner, request_for};
 use crate::journal::events::ScheduleFiring;
-use crate::journal::{Journal, JournalError, Plan};
+use crate::journal::{Attached, Journal, JournalError, Plan};
 use crate::schedule::Schedule;
 use crate::schedule::firing::Reason;
 use crate::settings::Settings;
 use crate::sync::Outcome as SyncOutcome;
 use crate::sync::reconciler;
 
+/// Why a backfill did not run to its end.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    /// Postgres cannot take the rows, or cannot be asked: nothing was
+    /// submitted.
+    #[error(transparent)]
+    Preflight(#[from] PreflightError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
 #[derive(Debug)]
 pub struct Summary {
+    /// The application collection the schedule attached to, this run.
+    pub attached: Option<Attached>,
     pub plan: Plan,
     pub report: RunReport,
     pub sync: SyncOutcome,
@@ -35,9 +51,13 @@ pub async fn run<A: Api + Clone + 'static>(
     schedule: &Schedule,
     triggered_by: &str,
     progress: &ProgressBar,
-) -> Result<Summary, RunError> {
+) -> Result<Summary, BackfillError> {
     let _lock = journal.lock_runner(triggered_by)?;
     let recovering = journal.record_runner_start(triggered_by)?;
+    // Before anything is sent to AMC: can Postgres take the rows, and does
+    // the application already collect this schedule (then attach)?
+    let mut preflight = attach::preflight(settings, journal, &[schedule]).await?;
+    let attached = preflight.attached.pop().map(|(_, attached)| attached);
     // A person asked: journaled like the daemon's decisions, pause or not.
     journal.record_firing(ScheduleFiring {
         command: Some(triggered_by.to_owned()),
@@ -69,17 +89,10 @@ pub async fn run<A: Api + Clone + 'static>(
         report.failed.len(),
         None,
     )?;
-    let sync = match settings.postgres_url() {
+    let sync = match settings.postgres_target() {
         None => SyncOutcome::NotConfigured,
-        Some(url) => {
-            match reconciler::sync_once(
-                journal,
-                url,
-                &settings.postgres_tls(),
-                settings.reconciler.batch_size,
-            )
-            .await
-            {
+        Some(target) => {
+            match reconciler::sync_once(journal, &target, settings.reconciler.batch_size).await {
                 Ok(report) => SyncOutcome::Synced(report),
                 Err(e) => SyncOutcome::Failed(e.to_string()),
             }
@@ -87,6 +100,7 @@ pub async fn run<A: Api + Clone + 'static>(
     };
     let pending_sync = journal.pending_count()?;
     Ok(Summary {
+        attached,
         plan,
         report,
         sync,

@@ -23,7 +23,8 @@ use tokio::task::{JoinError, JoinSet};
 use tracing::Instrument;
 
 use crate::amc::Api;
-use crate::collect::runner::{Limits, RunError, RunReport, Runner};
+use crate::collect::attach;
+use crate::collect::runner::{Limits, RunReport, Runner};
 use crate::journal::Journal;
 use crate::journal::events::{DaemonStopped, RunOutcome, ScheduleFiring, SchedulesReloaded};
 use crate::schedule::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
@@ -152,8 +153,9 @@ impl Loaded {
     }
 }
 
-/// A collection run's end, as the run task hands it back.
-type Finished = (String, Result<RunReport, RunError>);
+/// A collection run's end, as the run task hands it back, with why it did
+/// not run to its end.
+type Finished = (String, Result<RunReport, String>);
 
 struct Daemon<A> {
     journal: Journal,
@@ -185,6 +187,7 @@ impl<A: Api + Clone + 'static> Daemon<A> {
             return Ok(());
         }
         let runner = self.runner.clone();
+        let (settings, journal) = (self.settings.clone(), self.journal.clone());
         let name = schedule.name.clone();
         let schedule = schedule.clone();
         let span = tracing::info_span!(
@@ -196,16 +199,26 @@ impl<A: Api + Clone + 'static> Daemon<A> {
         let task = self.runs.spawn(
             async move {
                 tracing::info!("collection run started");
-                let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
-                let result = runner
-                    .collect(
-                        &schedule,
-                        today,
-                        reason.triggered_by(),
-                        &ProgressBar::hidden(),
-                    )
-                    .await
-                    .map(|(_, report)| report);
+                let result = async {
+                    // A schedule new to the journal first attaches to the
+                    // application's collection, if it has one; until
+                    // Postgres can be asked, its runs end here.
+                    if journal.collection_of(&schedule.name)?.is_none() {
+                        attach::preflight(&settings, &journal, &[&schedule]).await?;
+                    }
+                    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+                    let (_, report) = runner
+                        .collect(
+                            &schedule,
+                            today,
+                            reason.triggered_by(),
+                            &ProgressBar::hidden(),
+                        )
+                        .await?;
+                    Ok::<_, anyhow::Error>(report)
+                }
+                .await
+                .map_err(|e| format!("{e:#}"));
                 (schedule.name.clone(), result)
             }
             .instrument(span),
@@ -331,6 +344,14 @@ pub async fn run<A: Api + Clone + 'static>(
             "resuming attempts an earlier process left open"
         );
     }
+    // Before the first firing: a database chronicle cannot write to stops
+    // the daemon (exit 2); Postgres away only delays new schedules.
+    let all: Vec<&Schedule> = schedules.iter().collect();
+    match attach::preflight(&settings, &journal, &all).await {
+        Ok(_) => {}
+        Err(e) if e.is_bad_input() => return Err(e.into()),
+        Err(e) => tracing::warn!(error = %e, "collecting offline until Postgres is back"),
+    }
     let clock = SystemClock;
     let mut loaded = Loaded::new(schedules, clock.now())?;
     let (stop_background, background_stopped) = watch::channel(false);
@@ -365,11 +386,10 @@ pub async fn run<A: Api + Clone + 'static>(
         }
         None => None,
     };
-    let reconciler = settings.postgres_url().map(|url| {
+    let reconciler = settings.postgres_target().map(|target| {
         tokio::spawn(reconciler::run(
             journal.clone(),
-            url.to_owned(),
-            settings.postgres_tls(),
+            target,
             settings.reconciler.interval,
             settings.reconciler.batch_size,
             stopped(),
@@ -461,11 +481,10 @@ pub async fn run<A: Api + Clone + 'static>(
         reconciler.abort();
         let _ = reconciler.await;
     }
-    let final_sync = match settings.postgres_url() {
+    let final_sync = match settings.postgres_target() {
         None => "not configured".to_owned(),
-        Some(url) => {
-            let tls = settings.postgres_tls();
-            let sync = reconciler::sync_once(&journal, url, &tls, settings.reconciler.batch_size);
+        Some(target) => {
+            let sync = reconciler::sync_once(&journal, &target, settings.reconciler.batch_size);
             match tokio::time::timeout(grace, sync).await {
                 Ok(Ok(report)) => {
                     tracing::info!(rows = report.rows, "final sync done");

@@ -12,8 +12,7 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBuilder};
 
 use crate::journal::{Entity, Journal, JournalError, OutboxEntry};
-use crate::warehouse::tls::TlsOptions;
-use crate::warehouse::{Warehouse, WarehouseError};
+use crate::warehouse::{Target, Warehouse, WarehouseError};
 
 /// Longest wait between sync attempts while Postgres is away.
 const BACKOFF_CAP: Duration = Duration::from_secs(300);
@@ -130,12 +129,11 @@ async fn land_rows(
 /// Connects, drains once and records the outcome in the journal.
 pub async fn sync_once(
     journal: &Journal,
-    url: &str,
-    tls: &TlsOptions,
+    target: &Target,
     batch_size: usize,
 ) -> Result<SyncReport, SyncError> {
     let result = async {
-        let mut warehouse = Warehouse::connect(url, tls).await?;
+        let mut warehouse = Warehouse::open(target).await?;
         drain(journal, &mut warehouse, batch_size).await
     }
     .await;
@@ -149,8 +147,7 @@ pub async fn sync_once(
 /// exponential backoff and jitter up to five minutes, and never gives up.
 pub async fn run(
     journal: Journal,
-    url: String,
-    tls: TlsOptions,
+    target: Target,
     interval: Duration,
     batch_size: usize,
     shutdown: impl Future<Output = ()>,
@@ -174,7 +171,7 @@ pub async fn run(
         }
         let result = async {
             if warehouse.is_none() {
-                warehouse = Some(Warehouse::connect(&url, &tls).await?);
+                warehouse = Some(Warehouse::open(&target).await?);
             }
             let open = warehouse.as_mut().expect("connected just above");
             drain(&journal, open, batch_size).await

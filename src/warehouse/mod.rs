@@ -78,6 +78,14 @@ impl Default for Timeouts {
     }
 }
 
+/// Where and how to reach Postgres: `[postgres]` of the settings.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: String,
+    pub tls: TlsOptions,
+    pub timeouts: Timeouts,
+}
+
 pub struct Warehouse {
     client: Client,
     /// The catalog as read at connect.
@@ -145,6 +153,13 @@ impl Warehouse {
             refs: Refs::default(),
             timeouts: Timeouts::default(),
         })
+    }
+
+    /// Connects to `target`, bounded by its timeouts.
+    pub async fn open(target: &Target) -> Result<Warehouse, WarehouseError> {
+        Ok(Warehouse::connect(&target.url, &target.tls)
+            .await?
+            .with_timeouts(target.timeouts))
     }
 
     /// Bounds every later batch and read by these timeouts.

@@ -7,6 +7,12 @@ use crate::sync::Outcome as SyncOutcome;
 
 pub fn backfill(name: &str, summary: &Summary) -> String {
     let mut out = String::new();
+    if let Some(attached) = &summary.attached {
+        out.push_str(&format!(
+            "{name}: attached to the application's collection {}: {} completed weeks imported (never submitted again), {} live ones resumed, {} to run\n",
+            attached.readable_id, attached.completed, attached.running, attached.to_run
+        ));
+    }
     let report = &summary.report;
     out.push_str(&format!(
         "{name}: {} weeks completed, {} failed ({} new weeks planned, collection starts {})\n",
