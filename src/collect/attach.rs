@@ -78,8 +78,7 @@ pub async fn preflight(
             let why = e.to_string();
             // Naming the application's collection asks for it: nothing is
             // submitted until it is attached.
-            if let Some(new) = first_new(journal, schedules)?
-                .filter(|s| s.collection_id.is_some())
+            if let Some(new) = first_new(journal, schedules)?.filter(|s| s.collection_id.is_some())
             {
                 return Err(PreflightError::CannotAsk {
                     schedule: new.name.clone(),

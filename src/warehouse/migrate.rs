@@ -6,6 +6,7 @@
 //!
 //! Owns the schema's version. A failure carries Postgres's own message.
 
+use refinery::error::Kind;
 use tokio_postgres::Client;
 
 use super::{WarehouseError, error_text};
@@ -53,12 +54,11 @@ pub(super) async fn run(client: &mut Client) -> Result<(), WarehouseError> {
 /// refinery says which migration failed; Postgres says why. Both, so an
 /// operator never has to guess ("db error" alone hides the reason).
 fn refinery_text(error: &refinery::Error) -> String {
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        if let Some(pg) = cause.downcast_ref::<tokio_postgres::Error>() {
-            return format!("{error}: {}", error_text(pg));
-        }
-        source = cause.source();
+    let Kind::Connection(what, cause) = error.kind() else {
+        return error.to_string();
+    };
+    match cause.downcast_ref::<tokio_postgres::Error>() {
+        Some(pg) => format!("{what}: {}", error_text(pg)),
+        None => format!("{what}: {cause}"),
     }
-    error.to_string()
 }

@@ -88,7 +88,7 @@ fn select_text(table: &Table, column: &str) -> String {
     match table.get(column).map(|c| c.type_name.as_str()) {
         None => "NULL::text".to_owned(),
         Some("timestamptz" | "timestamp") => {
-            format!("(extract(epoch FROM t.{column}) * 1000)::bigint::text")
+            format!("floor(extract(epoch FROM t.{column}) * 1000)::bigint::text")
         }
         Some(_) => format!("t.{column}::text"),
     }

@@ -54,6 +54,11 @@ pub struct Shape {
     pub weeks: Table,
     pub workflows: Table,
     pub instances: Table,
+    /// `workflow_executions` has an AFTER UPDATE trigger of the
+    /// application's (its warehouse export queues completed executions
+    /// there), which an execution chronicle inserts already completed would
+    /// never meet.
+    pub execution_update_triggers: bool,
 }
 
 /// A database chronicle cannot write to as it is: told before anything is
@@ -129,7 +134,20 @@ pub async fn read(client: &Client) -> Result<Shape, WarehouseError> {
         )
         .await
         .map_err(|e| WarehouseError::Refused(error_text(&e)))?;
-    let mut shape = Shape::default();
+    let mut shape = Shape {
+        execution_update_triggers: client
+            .query_typed(
+                // tgtype: bit 1 (2) BEFORE, bit 4 (16) UPDATE.
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger
+                                WHERE tgrelid = to_regclass('workflow_executions')
+                                  AND NOT tgisinternal AND tgtype & 16 <> 0 AND tgtype & 2 = 0)",
+                &[],
+            )
+            .await
+            .map_err(|e| WarehouseError::Refused(error_text(&e)))?[0]
+            .get(0),
+        ..Shape::default()
+    };
     for row in rows {
         let table: String = row.get(0);
         let slot = match table.as_str() {

@@ -12,7 +12,7 @@ use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
 use super::columns::Param;
-use super::rows::Batch;
+use super::rows::{Batch, ExecutionStatus};
 use super::{Warehouse, WarehouseError, error_text};
 
 impl Warehouse {
@@ -41,6 +41,20 @@ impl Warehouse {
             .executions
             .execution_params(&batch.executions, &self.refs);
         let weeks = self.upserts.weeks.week_params(&batch.weeks);
+        // An execution inserted already completed meets no AFTER UPDATE
+        // trigger: the application's export never hears of it. Touching it
+        // once more, in the same transaction, is the update the application's
+        // own poller would have made.
+        let completed: Vec<uuid::Uuid> = if self.shape.execution_update_triggers {
+            batch
+                .executions
+                .iter()
+                .filter(|e| e.status == ExecutionStatus::Completed)
+                .map(|e| e.id)
+                .collect()
+        } else {
+            Vec::new()
+        };
         let begin = format!(
             "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
             self.timeouts.statement.as_millis(),
@@ -51,17 +65,25 @@ impl Warehouse {
         // answer is awaited, COMMIT's too, so a failed batch always ends its
         // transaction (Postgres turns that COMMIT into a ROLLBACK) before
         // the session is used again.
-        let (begun, collections, executions, weeks, commit) = tokio::join!(
+        let touched = [(&completed as &(dyn ToSql + Sync), Type::UUID_ARRAY)];
+        let (begun, collections, executions, touch, weeks, commit) = tokio::join!(
             biased;
             client.batch_execute(&begin),
             upsert(client, &self.upserts.collections.sql, &collections, batch.collections.len()),
             upsert(client, &self.upserts.executions.sql, &executions, batch.executions.len()),
+            async {
+                if completed.is_empty() {
+                    return Ok(0);
+                }
+                client.execute_typed(TOUCH_COMPLETED, &touched).await
+            },
             upsert(client, &self.upserts.weeks.sql, &weeks, batch.weeks.len()),
             client.batch_execute("COMMIT"),
         );
         begun
             .and(collections)
             .and(executions)
+            .and(touch)
             .and(weeks)
             .and(commit)
             .map_err(|e| classify(&e))
@@ -90,6 +112,9 @@ impl Warehouse {
             .map_err(|e| classify(&e))
     }
 }
+
+const TOUCH_COMPLETED: &str = "UPDATE workflow_executions SET updated_at = updated_at
+     WHERE id = ANY($1::uuid[]) AND status = 'completed'";
 
 /// Skips the round trip for a table with no rows in the batch.
 async fn upsert(

@@ -98,7 +98,11 @@ async fn backfill_lands_every_week_in_postgres_with_its_execution_and_checksum()
         assert_eq!(row.get::<_, &str>(4), "completed");
         let amc_id: String = row.get(6);
         assert_eq!(row.get::<_, String>(9), amc_id, "week and execution agree");
-        assert_eq!(row.get::<_, &str>(10), "completed", "the application's word, not AMC's");
+        assert_eq!(
+            row.get::<_, &str>(10),
+            "completed",
+            "the application's word, not AMC's"
+        );
         let created = by_amc_id
             .get(&amc_id)
             .unwrap_or_else(|| panic!("{amc_id} is not in the simulator's ledger"));

@@ -204,3 +204,123 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The application's production schema (../shared/seed-app/schema.sql),
+/// read from where the project's shared folder keeps it.
+pub fn application_schema() -> String {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/seed-app/schema.sql");
+    std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("cannot read the application's schema at {path}: {e}"))
+}
+
+/// The rows of the application every test on its database needs: the
+/// owner, the AMC account and instance, and the saved workflow the test
+/// schedule names.
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub user_id: uuid::Uuid,
+    pub instance_uuid: uuid::Uuid,
+    pub workflow_uuid: uuid::Uuid,
+}
+
+/// Supabase's roles and default grants, as a Supabase project has them:
+/// `anon`, `authenticated` and `service_role` may use `public`, and every
+/// table made there is theirs too.
+const SUPABASE_ROLES: &str = "
+DO $$ BEGIN CREATE ROLE anon NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
+DO $$ BEGIN CREATE ROLE service_role NOLOGIN BYPASSRLS; EXCEPTION WHEN duplicate_object THEN NULL; END $$;";
+
+const SUPABASE_GRANTS: &str = "
+GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;";
+
+/// A fresh database with Supabase's roles and grants (and, with
+/// `application`, the application's schema and its user, instance and
+/// workflow rows for the test schedule).
+pub async fn supabase_database(application: bool) -> (String, Option<Application>) {
+    // Roles belong to the whole cluster: made once, by one test.
+    static ROLES: tokio::sync::OnceCell<()> = tokio::sync::OnceCell::const_new();
+    ROLES
+        .get_or_init(|| async {
+            connect(&admin_url())
+                .await
+                .batch_execute(SUPABASE_ROLES)
+                .await
+                .unwrap();
+        })
+        .await;
+    let url = fresh_database(&admin_url()).await;
+    let pg = connect(&url).await;
+    pg.batch_execute(SUPABASE_GRANTS).await.unwrap();
+    if !application {
+        return (url, None);
+    }
+    pg.batch_execute(&application_schema())
+        .await
+        .unwrap_or_else(|e| panic!("the application's schema does not load: {e:?}"));
+    // Tables the schema made existed before the default grants applied.
+    pg.batch_execute(
+        "GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role",
+    )
+    .await
+    .unwrap();
+    let user_id: uuid::Uuid = pg
+        .query_one(
+            "INSERT INTO users (email, name) VALUES ('analyst@example.com', 'Analyst') RETURNING id",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let account: uuid::Uuid = pg
+        .query_one(
+            "INSERT INTO amc_accounts (account_id, account_name, marketplace_id, region, user_id)
+             VALUES ('ENTITY1', 'Brand', 'ATVPDKIKX0DER', 'na', $1) RETURNING id",
+            &[&user_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let instance_uuid: uuid::Uuid = pg
+        .query_one(
+            "INSERT INTO amc_instances (instance_id, instance_name, region, account_id)
+             VALUES ('amctest01', 'Test instance', 'na', $1) RETURNING id",
+            &[&account],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    let workflow_uuid: uuid::Uuid = pg
+        .query_one(
+            "INSERT INTO workflows (workflow_id, name, instance_id, sql_query, user_id, amc_workflow_id)
+             VALUES ('wf_campaign', 'Campaign performance', $1, 'SELECT 1', $2,
+                     'campaign_performance')
+             RETURNING id",
+            &[&instance_uuid, &user_id],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    (
+        url,
+        Some(Application {
+            user_id,
+            instance_uuid,
+            workflow_uuid,
+        }),
+    )
+}
+
+/// `spawn_app` on a database holding the application's schema and rows.
+pub async fn spawn_app_on_application(
+    sim: SimConfig,
+    schedule_body: &str,
+) -> (TestApp, Application) {
+    let (url, application) = supabase_database(true).await;
+    let app = spawn_app_with_database(sim, schedule_body, url).await;
+    (app, application.expect("asked for the application's rows"))
+}

@@ -3,6 +3,7 @@
 
 mod amc;
 mod amc_client;
+mod application;
 mod audit;
 mod backfill;
 mod bad_input;
