@@ -19,6 +19,7 @@ use chronicle::collect::backfill;
 use chronicle::journal::Journal;
 use chronicle::schedule::Schedule;
 use chronicle::settings::Settings;
+use chronicle::throwaway::ConfigFile;
 use common::{megabytes, ratio, secs, verdict};
 
 const WEEKS: usize = 520;
@@ -97,28 +98,11 @@ backfill_weeks = {WEEKS}
 "#
         ),
     )?;
-    let config = dir.join("config.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"[journal]
-path = "journal.db"
-[amc]
-base_url = "{}"
-token_url = "{}"
-client_id = "sim-client"
-client_secret = "sim-secret"
-refresh_token = "sim-refresh"
-advertiser_id = "BENCH"
-marketplace_id = "ATVPDKIKX0DER"
-max_concurrent_executions = {LIMIT}
-poll_interval = "{}ms"
-"#,
-            sim.base_url,
-            sim.token_url,
-            poll.as_millis()
-        ),
-    )?;
+    let config = ConfigFile::for_simulator(&sim)
+        .advertiser("BENCH")
+        .poll_interval(poll)
+        .amc(&format!("max_concurrent_executions = {LIMIT}"))
+        .write(dir)?;
     let settings = Settings::load(&config, true)?;
     let today = chrono::Utc::now().date_naive();
     let schedule = Schedule::from_file(&dir.join("schedules/weekly.toml"), today)?;

@@ -19,7 +19,7 @@ use crate::schedule::Schedule;
 use crate::settings::Settings;
 use crate::sync::Outcome as SyncOutcome;
 use crate::telemetry::progress;
-use crate::throwaway::{self, Cluster};
+use crate::throwaway::{self, Cluster, ConfigFile};
 
 const EXAMPLE_SCHEDULE: &str = include_str!("../../schedules/example.toml");
 
@@ -34,8 +34,17 @@ pub async fn run(dir: &Path) -> anyhow::Result<bool> {
     println!("AMC simulator listening on {}", sim.base_url);
 
     let config_path = dir.join("config.toml");
-    std::fs::write(&config_path, demo_config(&sim.base_url, &sim.token_url))
-        .with_context(|| format!("cannot write {}", config_path.display()))?;
+    let config = ConfigFile::for_simulator(&sim)
+        .advertiser("DEMOADVERTISER")
+        .poll_interval(Duration::from_millis(200));
+    std::fs::write(
+        &config_path,
+        format!(
+            "# Written by `chronicle demo`: points at the simulator that ran the demo.\n{}",
+            config.render()
+        ),
+    )
+    .with_context(|| format!("cannot write {}", config_path.display()))?;
     let mut settings = Settings::load(&config_path, true)?;
 
     let cluster = start_postgres().await;
@@ -103,28 +112,6 @@ fn prepare(dir: &Path) -> anyhow::Result<()> {
     std::fs::write(schedules.join("example.toml"), EXAMPLE_SCHEDULE)
         .context("cannot write the example schedule")?;
     Ok(())
-}
-
-fn demo_config(base_url: &str, token_url: &str) -> String {
-    format!(
-        r#"# Written by `chronicle demo`: points at the simulator that ran the demo.
-[journal]
-path = "journal.db"
-
-[schedules]
-dir = "schedules"
-
-[amc]
-base_url = "{base_url}"
-token_url = "{token_url}"
-client_id = "sim-client"
-client_secret = "sim-secret"
-refresh_token = "sim-refresh"
-advertiser_id = "DEMOADVERTISER"
-marketplace_id = "ATVPDKIKX0DER"
-poll_interval = "200ms"
-"#
-    )
 }
 
 async fn start_postgres() -> Option<Cluster> {

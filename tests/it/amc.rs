@@ -3,6 +3,7 @@
 //! message, nothing is lost, and the simulator saw no request that broke the
 //! API's rules. Journal only (no Postgres): these tests are about AMC.
 
+use chronicle::throwaway::ConfigFile;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -25,33 +26,12 @@ async fn app(sim: SimConfig, schedule_body: &str, amc_extra: &str) -> App {
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("schedules")).unwrap();
     std::fs::write(dir.path().join("schedules/weekly.toml"), schedule_body).unwrap();
-    let secret = sim.client_secret.clone();
-    let refresh = sim.refresh_token.clone();
     let sim = simulator::spawn(Simulator::new(sim)).await.unwrap();
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"[journal]
-path = "journal.db"
-
-[amc]
-base_url = "{}"
-token_url = "{}"
-client_id = "sim-client"
-client_secret = "{secret}"
-refresh_token = "{refresh}"
-advertiser_id = "ADV1"
-marketplace_id = "ATVPDKIKX0DER"
-poll_interval = "20ms"
-retry_min_delay = "10ms"
-retry_max_delay = "100ms"
-{amc_extra}
-"#,
-            sim.base_url, sim.token_url
-        ),
-    )
-    .unwrap();
+    let config_path = ConfigFile::for_simulator(&sim)
+        .amc("retry_min_delay = \"10ms\"\nretry_max_delay = \"100ms\"")
+        .amc(amc_extra)
+        .write(dir.path())
+        .unwrap();
     App {
         dir,
         sim,

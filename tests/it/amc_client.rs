@@ -2,6 +2,7 @@
 //! retries and their bounds, Retry-After, client errors, token refresh and
 //! sharing, malformed answers, cancel.
 
+use chronicle::throwaway::ConfigFile;
 use std::time::Duration;
 
 use chronicle::amc::client::{Client, http_client};
@@ -22,25 +23,16 @@ struct Harness {
 async fn harness(config: SimConfig, amc_extra: &str) -> Harness {
     let sim = simulator::spawn(Simulator::new(config)).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("config.toml");
-    std::fs::write(
-        &path,
-        format!(
-            r#"[amc]
-base_url = "{}"
-token_url = "{}"
-client_id = "sim-client"
-client_secret = "sim-secret"
-refresh_token = "sim-refresh"
-advertiser_id = "ADV1"
-marketplace_id = "ATVPDKIKX0DER"
-retry_min_delay = "5ms"
-retry_max_delay = "20ms"
-{amc_extra}
-"#,
-            sim.base_url, sim.token_url
-        ),
-    )
+    // The credentials chronicle is given, not the ones the simulator
+    // accepts: a test may make them differ.
+    let path = ConfigFile {
+        client_secret: "sim-secret".into(),
+        refresh_token: "sim-refresh".into(),
+        ..ConfigFile::for_simulator(&sim)
+    }
+    .amc("retry_min_delay = \"5ms\"\nretry_max_delay = \"20ms\"")
+    .amc(amc_extra)
+    .write(dir.path())
     .unwrap();
     let settings = Settings::load(&path, true).unwrap();
     let client = Client::new(&settings.amc, http_client());

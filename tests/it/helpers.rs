@@ -8,7 +8,8 @@ use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 use chronicle::amc::simulator::{self, LedgerEntry, RunningSimulator, SimConfig, Simulator};
-use chronicle::throwaway::Cluster;
+pub use chronicle::throwaway::application::Application;
+use chronicle::throwaway::{self, Cluster};
 use tokio_postgres::NoTls;
 
 /// One cluster for the whole test binary; every test gets its own database.
@@ -120,32 +121,10 @@ pub async fn spawn_app_with_database(
 }
 
 pub fn config(sim: &RunningSimulator, database_url: &str) -> String {
-    format!(
-        r#"[journal]
-path = "journal.db"
-
-[schedules]
-dir = "schedules"
-
-[amc]
-base_url = "{}"
-token_url = "{}"
-client_id = "sim-client"
-client_secret = "sim-secret"
-refresh_token = "sim-refresh"
-advertiser_id = "ADV1"
-marketplace_id = "ATVPDKIKX0DER"
-poll_interval = "20ms"
-
-[postgres]
-url = "{database_url}"
-
-[reconciler]
-interval = "200ms"
-batch_size = 7
-"#,
-        sim.base_url, sim.token_url
-    )
+    throwaway::ConfigFile::for_simulator(sim)
+        .postgres(database_url)
+        .section("[reconciler]\ninterval = \"200ms\"\nbatch_size = 7")
+        .render()
 }
 
 impl TestApp {
@@ -205,39 +184,6 @@ where
     }
 }
 
-/// The application's production schema (../shared/seed-app/schema.sql),
-/// read from where the project's shared folder keeps it.
-pub fn application_schema() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/seed-app/schema.sql");
-    std::fs::read_to_string(path)
-        .unwrap_or_else(|e| panic!("cannot read the application's schema at {path}: {e}"))
-}
-
-/// The rows of the application every test on its database needs: the
-/// owner, the AMC account and instance, and the saved workflow the test
-/// schedule names.
-#[derive(Debug, Clone)]
-pub struct Application {
-    pub user_id: uuid::Uuid,
-    pub instance_uuid: uuid::Uuid,
-    pub workflow_uuid: uuid::Uuid,
-}
-
-/// Supabase's roles and default grants, as a Supabase project has them:
-/// `anon`, `authenticated` and `service_role` may use `public`, and every
-/// table made there is theirs too.
-const SUPABASE_ROLES: &str = "
-DO $$ BEGIN CREATE ROLE anon NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN CREATE ROLE authenticated NOLOGIN; EXCEPTION WHEN duplicate_object THEN NULL; END $$;
-DO $$ BEGIN CREATE ROLE service_role NOLOGIN BYPASSRLS; EXCEPTION WHEN duplicate_object THEN NULL; END $$;";
-
-const SUPABASE_GRANTS: &str = "
-GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
-GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
-ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;";
-
 /// A fresh database with Supabase's roles and grants (and, with
 /// `application`, the application's schema and its user, instance and
 /// workflow rows for the test schedule).
@@ -248,71 +194,16 @@ pub async fn supabase_database(application: bool) -> (String, Option<Application
         .get_or_init(|| async {
             connect(&admin_url())
                 .await
-                .batch_execute(SUPABASE_ROLES)
+                .batch_execute(throwaway::application::ROLES)
                 .await
                 .unwrap();
         })
         .await;
     let url = fresh_database(&admin_url()).await;
-    let pg = connect(&url).await;
-    pg.batch_execute(SUPABASE_GRANTS).await.unwrap();
-    if !application {
-        return (url, None);
-    }
-    pg.batch_execute(&application_schema())
+    let seeded = throwaway::application::prepare(&connect(&url).await, application)
         .await
-        .unwrap_or_else(|e| panic!("the application's schema does not load: {e:?}"));
-    // Tables the schema made existed before the default grants applied.
-    pg.batch_execute(
-        "GRANT ALL ON ALL TABLES IN SCHEMA public TO anon, authenticated, service_role",
-    )
-    .await
-    .unwrap();
-    let user_id: uuid::Uuid = pg
-        .query_one(
-            "INSERT INTO users (email, name) VALUES ('analyst@example.com', 'Analyst') RETURNING id",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let account: uuid::Uuid = pg
-        .query_one(
-            "INSERT INTO amc_accounts (account_id, account_name, marketplace_id, region, user_id)
-             VALUES ('ENTITY1', 'Brand', 'ATVPDKIKX0DER', 'na', $1) RETURNING id",
-            &[&user_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let instance_uuid: uuid::Uuid = pg
-        .query_one(
-            "INSERT INTO amc_instances (instance_id, instance_name, region, account_id)
-             VALUES ('amctest01', 'Test instance', 'na', $1) RETURNING id",
-            &[&account],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    let workflow_uuid: uuid::Uuid = pg
-        .query_one(
-            "INSERT INTO workflows (workflow_id, name, instance_id, sql_query, user_id, amc_workflow_id)
-             VALUES ('wf_campaign', 'Campaign performance', $1, 'SELECT 1', $2,
-                     'campaign_performance')
-             RETURNING id",
-            &[&instance_uuid, &user_id],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    (
-        url,
-        Some(Application {
-            user_id,
-            instance_uuid,
-            workflow_uuid,
-        }),
-    )
+        .unwrap_or_else(|e| panic!("cannot prepare a Supabase-like database: {e}"));
+    (url, seeded)
 }
 
 /// `spawn_app` on a database holding the application's schema and rows.

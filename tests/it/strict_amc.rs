@@ -5,6 +5,7 @@
 //! attempt open and visible; empty download lists, every result form with
 //! its exact count and checksum; hostile headers and ids. Journal only.
 
+use chronicle::throwaway::ConfigFile;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,31 +48,11 @@ fn journaled(sim: &RunningSimulator, schedule_body: &str, amc_extra: &str) -> Jo
     let dir = tempfile::tempdir().unwrap();
     std::fs::create_dir(dir.path().join("schedules")).unwrap();
     std::fs::write(dir.path().join("schedules/weekly.toml"), schedule_body).unwrap();
-    let config_path = dir.path().join("config.toml");
-    std::fs::write(
-        &config_path,
-        format!(
-            r#"[journal]
-path = "journal.db"
-
-[amc]
-base_url = "{}"
-token_url = "{}"
-client_id = "sim-client"
-client_secret = "sim-secret"
-refresh_token = "sim-refresh"
-advertiser_id = "ADV1"
-marketplace_id = "ATVPDKIKX0DER"
-poll_interval = "20ms"
-retry_min_delay = "10ms"
-retry_max_delay = "50ms"
-retry_attempts = 3
-{amc_extra}
-"#,
-            sim.base_url, sim.token_url
-        ),
-    )
-    .unwrap();
+    let config_path = ConfigFile::for_simulator(sim)
+        .amc("retry_min_delay = \"10ms\"\nretry_max_delay = \"50ms\"\nretry_attempts = 3")
+        .amc(amc_extra)
+        .write(dir.path())
+        .unwrap();
     Journaled { dir, config_path }
 }
 

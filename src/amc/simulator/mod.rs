@@ -338,6 +338,17 @@ impl Simulator {
         self.state().violations.push(what);
     }
 
+    /// The Login with Amazon credentials it accepts: client id, client
+    /// secret and refresh token.
+    pub fn credentials(&self) -> (&str, &str, &str) {
+        let config = self.config();
+        (
+            &config.client_id,
+            &config.client_secret,
+            &config.refresh_token,
+        )
+    }
+
     fn config(&self) -> &SimConfig {
         &self.inner.config
     }
