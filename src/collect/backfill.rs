@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 
 use crate::amc::Api;
 use crate::collect::attach::{self, PreflightError};
-use crate::collect::runner::{Limits, RunError, RunReport, Runner, request_for};
+use crate::collect::runner::{RunError, RunReport, Runner, request_for};
 use crate::journal::events::ScheduleFiring;
 use crate::journal::{Attached, Journal, JournalError, Plan};
 use crate::schedule::Schedule;
@@ -69,14 +69,7 @@ pub async fn run<A: Api + Clone + 'static>(
             "resuming attempts an earlier process left open"
         );
     }
-    let runner = Runner::new(
-        api,
-        journal.clone(),
-        crate::amc::client::http_client(),
-        settings.amc.poll_interval,
-        Limits::new(settings.amc.max_concurrent_executions),
-    )
-    .with_settings(settings);
+    let runner = Runner::new(api, journal.clone(), settings);
     let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
     let (plan, report) = runner
         .collect(schedule, today, triggered_by, progress)

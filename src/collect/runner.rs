@@ -178,36 +178,26 @@ impl Default for RunOptions {
 }
 
 impl<A: Api + Clone + 'static> Runner<A> {
-    pub fn new(
-        api: A,
-        journal: Journal,
-        http: reqwest::Client,
-        poll_interval: Duration,
-        limits: Limits,
-    ) -> Runner<A> {
+    /// A runner as `[amc]` (polling, the per-instance limit, foreign
+    /// executions, the create call's bound, result limits and folder) and
+    /// `postgres.result_rows_limit` configure it: the one way `backfill`
+    /// and the daemon make theirs.
+    pub fn new(api: A, journal: Journal, settings: &Settings) -> Runner<A> {
+        let amc = &settings.amc;
         Runner {
             api,
             journal,
-            http,
-            poll_interval,
-            limits,
-            options: RunOptions::default(),
+            http: crate::amc::client::http_client(),
+            poll_interval: amc.poll_interval,
+            limits: Limits::new(amc.max_concurrent_executions),
+            options: RunOptions {
+                count_foreign: amc.count_foreign_executions,
+                max_result_bytes: amc.max_result_bytes,
+                results_dir: amc.results_dir.clone(),
+                result_rows_limit: settings.postgres.result_rows_limit,
+                create_span: amc.create_span(),
+            },
         }
-    }
-
-    /// Takes foreign-execution counting, the create call's bound, the
-    /// result size limit and the results folder from `[amc]`, and the rows
-    /// kept for the dashboards from `postgres.result_rows_limit`.
-    pub fn with_settings(mut self, settings: &Settings) -> Runner<A> {
-        let amc = &settings.amc;
-        self.options = RunOptions {
-            count_foreign: amc.count_foreign_executions,
-            max_result_bytes: amc.max_result_bytes,
-            results_dir: amc.results_dir.clone(),
-            result_rows_limit: settings.postgres.result_rows_limit,
-            create_span: amc.create_span(),
-        };
-        self
     }
 
     /// Plans `schedule` in the journal for `today` and runs every week that

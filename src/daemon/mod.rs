@@ -24,7 +24,7 @@ use tracing::Instrument;
 
 use crate::amc::Api;
 use crate::collect::attach;
-use crate::collect::runner::{Limits, RunReport, Runner};
+use crate::collect::runner::{RunReport, Runner};
 use crate::journal::Journal;
 use crate::journal::events::{DaemonStopped, RunOutcome, ScheduleFiring, SchedulesReloaded};
 use crate::schedule::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
@@ -396,16 +396,7 @@ pub async fn run<A: Api + Clone + 'static>(
         ))
     });
     let mut daemon = Daemon {
-        runner: Arc::new(
-            Runner::new(
-                api,
-                journal.clone(),
-                crate::amc::client::http_client(),
-                settings.amc.poll_interval,
-                Limits::new(settings.amc.max_concurrent_executions),
-            )
-            .with_settings(&settings),
-        ),
+        runner: Arc::new(Runner::new(api, journal.clone(), &settings)),
         journal: journal.clone(),
         decider: Decider::default(),
         runs: JoinSet::new(),
