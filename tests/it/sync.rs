@@ -150,3 +150,59 @@ async fn sync_without_a_postgres_url_is_a_configuration_error() {
     assert_eq!(output.status.code(), Some(2), "{}", text(&output));
     assert!(String::from_utf8_lossy(&output.stderr).contains("postgres.url"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_locked_in_postgres_ends_the_backfills_sync_within_its_timeouts_and_a_later_sync_delivers()
+ {
+    let app = spawn_app(quick_sim(), &schedule(3, 0)).await;
+    let mut config = std::fs::read_to_string(&app.config_path).unwrap();
+    config = config.replace(
+        "[postgres]\n",
+        "[postgres]\nlock_timeout = \"300ms\"\nstatement_timeout = \"2s\"\n",
+    );
+    app.set_config(&config);
+    let migrate = app.chronicle(&["migrate"]).await;
+    assert_eq!(migrate.status.code(), Some(0), "{}", text(&migrate));
+
+    // Another session holds the weeks table for the whole backfill.
+    let mut holder = connect(&app.database_url).await;
+    let lock = holder.transaction().await.unwrap();
+    lock.batch_execute("LOCK TABLE report_data_weeks IN ACCESS EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let output = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        app.chronicle(&["backfill", "weekly"]),
+    )
+    .await
+    .expect("the backfill ends while the table is still locked");
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "Postgres holding a lock is not a failure of the backfill: {}",
+        text(&output)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains("sync failed") && stdout.contains("lock timeout"),
+        "{}",
+        text(&output)
+    );
+    let status = app.chronicle(&["status", "--json"]).await;
+    let report: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert!(report["pending_sync"].as_i64().unwrap() > 0, "{report}");
+    lock.rollback().await.unwrap();
+
+    let synced = app.chronicle(&["sync"]).await;
+    assert_eq!(synced.status.code(), Some(0), "{}", text(&synced));
+    assert!(String::from_utf8_lossy(&synced.stdout).contains("0 updates pending sync"));
+    let weeks: i64 = holder
+        .query_one(
+            "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(weeks, 3);
+}
