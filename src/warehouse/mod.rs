@@ -99,7 +99,7 @@ pub struct Warehouse {
 
 impl Warehouse {
     /// Connects with the TLS mode `tls` chooses for this URL's host (see
-    /// `postgres_tls`) and applies the embedded migrations.
+    /// `tls`), applies the migrations and reads the database's shape.
     pub async fn connect(url: &str, tls: &TlsOptions) -> Result<Warehouse, WarehouseError> {
         let mut config: Config = url.parse().map_err(|e: tokio_postgres::Error| {
             WarehouseError::BadUrl(bad_url_text(&e.to_string()))

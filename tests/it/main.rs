@@ -7,6 +7,7 @@ mod application;
 mod audit;
 mod backfill;
 mod bad_input;
+mod boundaries;
 mod crash;
 mod daemon;
 mod helpers;
