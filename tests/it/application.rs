@@ -460,3 +460,52 @@ async fn a_collection_named_in_the_schedule_that_postgres_does_not_hold_is_refus
     );
     assert!(app.sim.simulator.requests().is_empty());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_attaches_to_the_applications_collection_before_its_first_run() {
+    let (url, application) = supabase_database(true).await;
+    let application = application.unwrap();
+    let weeks = due_weeks(4);
+    let collection = application_collection(
+        &url,
+        &application,
+        &[
+            (weeks[0], "completed"),
+            (weeks[1], "pending"),
+            (weeks[2], "completed"),
+            (weeks[3], "failed"),
+        ],
+    )
+    .await;
+    let every_second = schedule(4, 0).replace("0 0 6 * * Mon", "* * * * * *");
+    let app = spawn_app_with_database(quick_sim(), &every_second, url.clone()).await;
+    let (mut daemon, lines) = crate::daemon::start(&app, &[]);
+    let pg = connect(&url).await;
+    crate::helpers::eventually(
+        "the application's collection to be completed by the daemon",
+        std::time::Duration::from_secs(60),
+        || async {
+            pg.query_one(
+                "SELECT count(*) FROM report_data_weeks WHERE collection_id = $1
+                   AND status = 'completed'",
+                &[&collection],
+            )
+            .await
+            .is_ok_and(|r| r.get::<_, i64>(0) == 4)
+        },
+    )
+    .await;
+    daemon.kill().await.unwrap();
+    assert_eq!(
+        app.ledger().len(),
+        2,
+        "only the pending and failed weeks were submitted: {}",
+        lines.lock().unwrap().join("\n")
+    );
+    let collections: i64 = pg
+        .query_one("SELECT count(*) FROM report_data_collections", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(collections, 1);
+}
