@@ -16,7 +16,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
 use chronicle::amc::{Execution, Status};
-use chronicle::collect::runner::request_for;
 use chronicle::journal::{Journal, WorkItem};
 use chronicle::schedule::Schedule;
 use chrono::NaiveDate;
@@ -174,7 +173,7 @@ fn real_commits(
                 let journal = journal.clone();
                 scope.spawn(move || -> Result<()> {
                     for week in share {
-                        let request = request_for(schedule, week.week_start);
+                        let request = schedule.request(week.week_start);
                         let mut attempt = journal.record_intent(week.week_id, &request, "bench")?;
                         let execution = Execution {
                             workflow_execution_id: format!("exec-{}", attempt.id),

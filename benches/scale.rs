@@ -21,7 +21,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, ensure};
-use chronicle::collect::runner::request_for;
 use chronicle::journal::Journal;
 use chronicle::journal::identity;
 use chronicle::schedule::Schedule;
@@ -428,7 +427,7 @@ region = "eu"
                         seq
                     ])?;
                     counts.0 += 1;
-                    let request = serde_json::to_value(request_for(schedule, week_start))?;
+                    let request = serde_json::to_value(schedule.request(week_start))?;
                     let left_open = newest && s < OPEN_SCHEDULES;
                     for t in 0..tries {
                         let last = t + 1 == tries;

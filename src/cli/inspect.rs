@@ -135,7 +135,7 @@ fn replay_upto(week: &WeekView, upto: i64) -> Replay {
 
 /// What Postgres holds of a replayed attempt, by the rule the reconciler
 /// sends it with (`warehouse::rows`); `None` when it is never sent.
-fn execution_status(replay: &Replay, attempt: &str) -> Option<ExecutionStatus> {
+fn replayed_status(replay: &Replay, attempt: &str) -> Option<ExecutionStatus> {
     let row = replay
         .state
         .get(&("execution".to_owned(), attempt.to_owned()))?;
@@ -144,7 +144,7 @@ fn execution_status(replay: &Replay, attempt: &str) -> Option<ExecutionStatus> {
         .get("amc_status")
         .and_then(Value::as_str)
         .map(Status::parse);
-    ExecutionStatus::of(phase, amc)
+    crate::journal::execution_status(phase, amc)
 }
 
 /// Postgres's tracking values as the reconciler sends them (the rules of
@@ -174,7 +174,7 @@ fn fill_postgres_values(week: &mut WeekView) {
         } else {
             let attempt = field(&replay, "week", &week_id, "attempt_id");
             let attempt = attempt.as_str().unwrap_or_default();
-            let sent = execution_status(&replay, attempt).is_some();
+            let sent = replayed_status(&replay, attempt).is_some();
             let values = json!({
                 "status": field(&replay, "week", &week_id, "status"),
                 "execution_id": if sent { json!(attempt) } else { Value::Null },
@@ -201,7 +201,7 @@ fn fill_postgres_values(week: &mut WeekView) {
         };
         let id = attempt.id.to_string();
         // Intents and abandoned attempts are never sent.
-        let Some(status) = execution_status(&replay, &id) else {
+        let Some(status) = replayed_status(&replay, &id) else {
             attempt.postgres = None;
             continue;
         };

@@ -12,7 +12,7 @@ use indicatif::ProgressBar;
 
 use crate::amc::Api;
 use crate::collect::attach::{self, PreflightError};
-use crate::collect::runner::{RunError, RunReport, Runner, request_for};
+use crate::collect::runner::{RunError, RunReport, Runner};
 use crate::journal::events::ScheduleFiring;
 use crate::journal::{Attached, Journal, JournalError, Plan};
 use crate::schedule::Schedule;
@@ -140,7 +140,7 @@ pub fn dry_run(
                 );
             }
             None => {
-                let body = serde_json::to_string_pretty(&request_for(schedule, item.week_start))
+                let body = serde_json::to_string_pretty(&schedule.request(item.week_start))
                     .unwrap_or_default();
                 let _ = writeln!(
                     text,

@@ -23,7 +23,6 @@ use crate::amc::{self, Api, ApiError, CreateExecution, ListQuery, Status, listin
 use crate::journal::events::RunOutcome;
 use crate::journal::{Journal, JournalError, OpenAttempt, Phase, Plan, WorkItem};
 use crate::schedule::Schedule;
-use crate::schedule::week;
 use crate::settings::Settings;
 
 /// A download that fails is tried this many times before the week is left
@@ -237,7 +236,7 @@ impl<A: Api + Clone + 'static> Runner<A> {
                 http: self.http.clone(),
                 poll_interval: self.poll_interval,
                 instance_id: schedule.instance_id.clone(),
-                request: request_for(schedule, item.week_start),
+                request: schedule.request(item.week_start),
                 budget: schedule.max_retries + 1,
                 triggered_by: triggered_by.to_owned(),
                 options: self.options.clone(),
@@ -272,19 +271,6 @@ impl<A: Api + Clone + 'static> Runner<A> {
             Some(e) => Err(e),
             None => Ok(report),
         }
-    }
-}
-
-/// The create body for one week of a schedule.
-pub fn request_for(schedule: &Schedule, week_start: NaiveDate) -> CreateExecution {
-    let (start, end) = week::time_window(week_start);
-    CreateExecution {
-        workflow_id: schedule.workflow_id.clone(),
-        time_window_type: "EXPLICIT".to_owned(),
-        time_window_start: start,
-        time_window_end: end,
-        time_window_time_zone: schedule.timezone.name().to_owned(),
-        parameter_values: schedule.parameters.clone(),
     }
 }
 

@@ -16,7 +16,6 @@ use uuid::Uuid;
 use super::events::{CollectionCreated, Event, ImportedExecution, WeekImported};
 use super::outbox::Entity;
 use super::{Journal, Result};
-use crate::collect::runner::request_for;
 use crate::schedule::{Schedule, week};
 use crate::warehouse::{AppCollection, AppWeek};
 
@@ -119,7 +118,7 @@ impl Journal {
                     ],
                 )?;
                 if let Some(execution) = &imported.execution {
-                    let request = serde_json::to_value(request_for(schedule, week.week_start))
+                    let request = serde_json::to_value(schedule.request(week.week_start))
                         .map_err(|e| {
                             rusqlite::Error::ToSqlConversionFailure(Box::new(e))
                         })?

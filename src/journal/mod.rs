@@ -46,6 +46,7 @@ pub use chain::{ChainBreak, GENESIS, LinkFault, hash as event_hash, link_fault};
 pub use lock::RunnerLock;
 pub use outbox::{Entity, OutboxEntry, Pending, Quarantined};
 pub use plan::Plan;
+pub use rows::execution_status;
 pub use scheduler::ScheduleRecord;
 pub use views::health::SyncHealth;
 pub use views::lineage::{AttemptView, Lineage, SyncedValues, WeekView};

@@ -17,51 +17,14 @@ use serde_json::json;
 use super::sql::timestamp;
 use super::{Journal, Result, rows};
 use crate::warehouse::rows::Batch;
+pub use crate::warehouse::rows::Entity;
 
-/// The three kinds of tracking row Postgres keeps (DESIGN.md, "Postgres").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Entity {
-    /// `report_data_collections`; the journal's `collections`.
-    Collection,
-    /// `workflow_executions`; the journal's `attempts`.
-    Execution,
-    /// `report_data_weeks`; the journal's `weeks`.
-    Week,
-}
-
-impl Entity {
-    /// The word stored in the outbox and quarantine.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Entity::Collection => "collection",
-            Entity::Execution => "execution",
-            Entity::Week => "week",
-        }
-    }
-
-    fn parse(word: &str) -> Option<Entity> {
-        Some(match word {
-            "collection" => Entity::Collection,
-            "execution" => Entity::Execution,
-            "week" => Entity::Week,
-            _ => return None,
-        })
-    }
-
-    /// The journal's state table of these rows.
-    fn table(self) -> &'static str {
-        match self {
-            Entity::Collection => "collections",
-            Entity::Execution => "attempts",
-            Entity::Week => "weeks",
-        }
-    }
-}
-
-impl std::fmt::Display for Entity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+/// The journal's state table of these rows.
+fn table_of(entity: Entity) -> &'static str {
+    match entity {
+        Entity::Collection => "collections",
+        Entity::Execution => "attempts",
+        Entity::Week => "weeks",
     }
 }
 
@@ -325,7 +288,7 @@ impl Journal {
         let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
         let at = timestamp(Utc::now());
         for (entity, id) in rows {
-            let table = entity.table();
+            let table = table_of(*entity);
             tx.execute(
                 &format!(
                     "INSERT INTO outbox (entity, entity_id, seq, queued_at)

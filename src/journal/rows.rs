@@ -3,8 +3,10 @@
 //! hold within one Postgres transaction. Attempts AMC never held are not
 //! sent.
 //!
-//! Owns reading those rows (one statement per table per batch). Their shape
-//! is `warehouse::rows`'.
+//! Owns reading those rows (one statement per table per batch) and the rule
+//! of which attempts Postgres holds in which word (`execution_status`,
+//! also what `lineage` applies to replayed state). Their shape is
+//! `warehouse::rows`'.
 
 use std::collections::BTreeSet;
 
@@ -22,6 +24,27 @@ use crate::warehouse::rows::{
     Batch, CollectionRow, CollectionStatus, ExecutionRow, ExecutionStatus, ResultColumns,
     WeekCounts, WeekRow, readable_collection_id, readable_execution_id,
 };
+
+/// What Postgres holds for an attempt in `phase` whose last AMC status
+/// is `amc`; `None` when the attempt is never sent: AMC never held an
+/// intent (yet) or an abandoned attempt, so Postgres has no execution
+/// for it.
+pub fn execution_status(phase: Phase, amc: Option<Status>) -> Option<ExecutionStatus> {
+    Some(match phase {
+        Phase::Intent | Phase::Abandoned => return None,
+        Phase::Succeeded => ExecutionStatus::Completed,
+        Phase::Failed if amc == Some(Status::Cancelled) => ExecutionStatus::Cancelled,
+        Phase::Failed => ExecutionStatus::Failed,
+        Phase::Submitted => match amc {
+            None | Some(Status::Pending) => ExecutionStatus::Pending,
+            Some(Status::Cancelled) => ExecutionStatus::Cancelled,
+            Some(Status::Failed | Status::Rejected) => ExecutionStatus::Failed,
+            // SUCCEEDED before the result is fetched, or a word this
+            // build does not know: still running for the application.
+            Some(Status::Running | Status::Succeeded | Status::Unknown) => ExecutionStatus::Running,
+        },
+    })
+}
 
 pub(super) fn rows_with_parents(
     connection: &Connection,
@@ -122,7 +145,7 @@ fn execution_rows(
             let phase: String = row.get(4)?;
             let phase = Phase::parse(&phase).ok_or_else(|| bad_value(4, &phase))?;
             let amc_status: Option<String> = row.get(5)?;
-            let status = ExecutionStatus::of(phase, amc_status.as_deref().map(Status::parse))
+            let status = execution_status(phase, amc_status.as_deref().map(Status::parse))
                 .ok_or_else(|| bad_value(4, phase.as_str()))?;
             let readable: Option<String> = row.get(14)?;
             Ok(ExecutionRow {
@@ -188,4 +211,38 @@ fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Resul
             })
         },
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amc_words_become_the_applications_and_unsent_attempts_have_none() {
+        let of = execution_status;
+        assert_eq!(of(Phase::Intent, None), None);
+        assert_eq!(of(Phase::Abandoned, Some(Status::Running)), None);
+        assert_eq!(
+            of(Phase::Succeeded, Some(Status::Succeeded)),
+            Some(ExecutionStatus::Completed)
+        );
+        assert_eq!(
+            of(Phase::Submitted, Some(Status::Unknown)),
+            Some(ExecutionStatus::Running)
+        );
+        assert_eq!(
+            of(Phase::Failed, Some(Status::Rejected)),
+            Some(ExecutionStatus::Failed)
+        );
+        assert_eq!(
+            of(Phase::Failed, Some(Status::Cancelled)),
+            Some(ExecutionStatus::Cancelled)
+        );
+        // SUCCEEDED in AMC but the result not fetched yet: still running
+        // for the application's poller.
+        assert_eq!(
+            of(Phase::Submitted, Some(Status::Succeeded)),
+            Some(ExecutionStatus::Running)
+        );
+    }
 }

@@ -15,6 +15,8 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use crate::amc::CreateExecution;
+
 /// A schedule file that cannot be used, named with the key at fault.
 #[derive(Debug, thiserror::Error)]
 #[error("schedule file {}: {message}", file.display())]
@@ -233,6 +235,22 @@ impl Schedule {
             file: file.to_path_buf(),
             content_hash: hex::encode(Sha256::digest(&bytes)),
         })
+    }
+}
+
+impl Schedule {
+    /// The create body for one of its weeks: the same on every attempt, so
+    /// a retry asks AMC for exactly the same data.
+    pub fn request(&self, week_start: NaiveDate) -> CreateExecution {
+        let (start, end) = week::time_window(week_start);
+        CreateExecution {
+            workflow_id: self.workflow_id.clone(),
+            time_window_type: "EXPLICIT".to_owned(),
+            time_window_start: start,
+            time_window_end: end,
+            time_window_time_zone: self.timezone.name().to_owned(),
+            parameter_values: self.parameters.clone(),
+        }
     }
 }
 

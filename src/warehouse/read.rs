@@ -11,11 +11,10 @@ use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::rows::{NULL, TrackedRow, tracked_columns};
+use super::rows::{Entity, NULL, TrackedRow, tracked_columns};
 use super::shape::{COLLECTIONS, EXECUTIONS, SchemaError, Table, WEEKS};
 use super::upsert::classify;
 use super::{Warehouse, WarehouseError};
-use crate::journal::Entity;
 
 /// Postgres's copy of one journal's rows, as `verify` compares them.
 #[derive(Debug, Clone, Default)]

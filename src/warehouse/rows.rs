@@ -15,8 +15,44 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::amc::Status;
-use crate::journal::{Entity, Phase};
+/// The three kinds of tracking row Postgres keeps (DESIGN.md, "Postgres").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Entity {
+    /// `report_data_collections`; the journal's `collections`.
+    Collection,
+    /// `workflow_executions`; the journal's `attempts`.
+    Execution,
+    /// `report_data_weeks`; the journal's `weeks`.
+    Week,
+}
+
+impl Entity {
+    /// The word stored in the outbox and quarantine.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Collection => "collection",
+            Entity::Execution => "execution",
+            Entity::Week => "week",
+        }
+    }
+
+    /// Reads the stored word back.
+    pub fn parse(word: &str) -> Option<Entity> {
+        Some(match word {
+            "collection" => Entity::Collection,
+            "execution" => Entity::Execution,
+            "week" => Entity::Week,
+            _ => return None,
+        })
+    }
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// `report_data_collections.status`: what the application writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,29 +120,6 @@ impl ExecutionStatus {
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Cancelled => "cancelled",
         }
-    }
-
-    /// What Postgres holds for an attempt in `phase` whose last AMC status
-    /// is `amc`; `None` when the attempt is never sent: AMC never held an
-    /// intent (yet) or an abandoned attempt, so Postgres has no execution
-    /// for it.
-    pub fn of(phase: Phase, amc: Option<Status>) -> Option<ExecutionStatus> {
-        Some(match phase {
-            Phase::Intent | Phase::Abandoned => return None,
-            Phase::Succeeded => ExecutionStatus::Completed,
-            Phase::Failed if amc == Some(Status::Cancelled) => ExecutionStatus::Cancelled,
-            Phase::Failed => ExecutionStatus::Failed,
-            Phase::Submitted => match amc {
-                None | Some(Status::Pending) => ExecutionStatus::Pending,
-                Some(Status::Cancelled) => ExecutionStatus::Cancelled,
-                Some(Status::Failed | Status::Rejected) => ExecutionStatus::Failed,
-                // SUCCEEDED before the result is fetched, or a word this
-                // build does not know: still running for the application.
-                Some(Status::Running | Status::Succeeded | Status::Unknown) => {
-                    ExecutionStatus::Running
-                }
-            },
-        })
     }
 
     /// `workflow_executions.progress` (0-100), as the application's UI
@@ -426,35 +439,6 @@ impl WeekRow {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn amc_words_become_the_applications_and_unsent_attempts_have_none() {
-        let of = ExecutionStatus::of;
-        assert_eq!(of(Phase::Intent, None), None);
-        assert_eq!(of(Phase::Abandoned, Some(Status::Running)), None);
-        assert_eq!(
-            of(Phase::Succeeded, Some(Status::Succeeded)),
-            Some(ExecutionStatus::Completed)
-        );
-        assert_eq!(
-            of(Phase::Submitted, Some(Status::Unknown)),
-            Some(ExecutionStatus::Running)
-        );
-        assert_eq!(
-            of(Phase::Failed, Some(Status::Rejected)),
-            Some(ExecutionStatus::Failed)
-        );
-        assert_eq!(
-            of(Phase::Failed, Some(Status::Cancelled)),
-            Some(ExecutionStatus::Cancelled)
-        );
-        // SUCCEEDED in AMC but the result not fetched yet: still running
-        // for the application's poller.
-        assert_eq!(
-            of(Phase::Submitted, Some(Status::Succeeded)),
-            Some(ExecutionStatus::Running)
-        );
-    }
 
     #[test]
     fn a_collection_is_running_until_nothing_is_left_then_completed_or_failed() {

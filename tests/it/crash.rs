@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use chronicle::amc::simulator::SimConfig;
 use chronicle::amc::{Api, Status};
-use chronicle::collect::runner::request_for;
 use chronicle::journal::Journal;
 use chronicle::schedule::Schedule;
 use chrono::Utc;
@@ -228,7 +227,7 @@ async fn cut_short_intent(app: &TestApp) -> (uuid::Uuid, chronicle::amc::CreateE
         Schedule::from_file(&app.dir.path().join("schedules/weekly.toml"), today).unwrap();
     let journal = Journal::open(&app.journal_path()).unwrap();
     let plan = journal.plan(&schedule, today).unwrap();
-    let request = request_for(&schedule, plan.work[0].week_start);
+    let request = schedule.request(plan.work[0].week_start);
     let attempt = journal
         .record_intent(plan.work[0].week_id, &request, "backfill")
         .unwrap();
