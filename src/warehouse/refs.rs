@@ -78,7 +78,7 @@ impl Refs {
         let wanted: Vec<&str> = ids.iter().copied().collect();
         let rows = client
             .query_typed(
-                "SELECT q.wanted, w.tier, w.id, w.user_id, w.name::text
+                "SELECT q.wanted, w.tier, w.id::uuid, w.user_id::uuid, w.name::text
                  FROM unnest($1::text[]) q(wanted)
                  JOIN LATERAL (
                      SELECT 0 AS tier, id, user_id, name FROM workflows
@@ -93,13 +93,17 @@ impl Refs {
         // Per id, the rows of the first column that matches at all.
         let mut found: HashMap<String, (i32, Vec<Workflow>)> = HashMap::new();
         for row in rows {
-            let tier: i32 = row.get(1);
+            let read =
+                |e: tokio_postgres::Error| WarehouseError::Refused(format!("workflows: {e}"));
+            let tier: i32 = row.try_get(1).map_err(read)?;
             let workflow = Workflow {
-                id: row.get(2),
-                user_id: row.get(3),
-                name: row.get(4),
+                id: row.try_get(2).map_err(read)?,
+                user_id: row.try_get(3).map_err(read)?,
+                name: row.try_get(4).map_err(read)?,
             };
-            let entry = found.entry(row.get(0)).or_insert((tier, Vec::new()));
+            let entry = found
+                .entry(row.try_get(0).map_err(read)?)
+                .or_insert((tier, Vec::new()));
             if tier < entry.0 {
                 *entry = (tier, Vec::new());
             }
@@ -125,16 +129,15 @@ impl Refs {
                 self.workflows.insert(wanted, workflow);
             }
         }
-        match ids.iter().find(|id| !self.workflows.contains_key(**id)) {
-            Some(id) => Err(SchemaError::MissingReference {
+        first_missing(ids, |id| self.workflows.contains_key(id)).map_or(Ok(()), |id| {
+            Err(SchemaError::MissingReference {
                 table: WORKFLOWS,
                 column: "amc_workflow_id (or workflow_id)",
-                value: (*id).to_owned(),
+                value: id,
                 key: "workflow_id",
             }
-            .into()),
-            None => Ok(()),
-        }
+            .into())
+        })
     }
 
     async fn resolve_instances(
@@ -145,24 +148,30 @@ impl Refs {
         let wanted: Vec<&str> = ids.iter().copied().collect();
         let rows = client
             .query_typed(
-                "SELECT instance_id::text, id FROM amc_instances
+                "SELECT instance_id::text, id::uuid FROM amc_instances
                  WHERE instance_id = ANY($1::text[])",
                 &[(&wanted, Type::TEXT_ARRAY)],
             )
             .await
             .map_err(|e| WarehouseError::Refused(error_text(&e)))?;
         for row in rows {
-            self.instances.insert(row.get(0), row.get(1));
+            let read = |e| WarehouseError::Refused(format!("amc_instances: {e}"));
+            self.instances
+                .insert(row.try_get(0).map_err(read)?, row.try_get(1).map_err(read)?);
         }
-        match ids.iter().find(|id| !self.instances.contains_key(**id)) {
-            Some(id) => Err(SchemaError::MissingReference {
+        first_missing(ids, |id| self.instances.contains_key(id)).map_or(Ok(()), |id| {
+            Err(SchemaError::MissingReference {
                 table: INSTANCES,
                 column: "instance_id",
-                value: (*id).to_owned(),
+                value: id,
                 key: "instance_id",
             }
-            .into()),
-            None => Ok(()),
-        }
+            .into())
+        })
     }
+}
+
+/// The first of `ids` that `known` does not hold.
+fn first_missing(ids: &BTreeSet<&str>, known: impl Fn(&str) -> bool) -> Option<String> {
+    ids.iter().find(|id| !known(id)).map(|id| (*id).to_owned())
 }
