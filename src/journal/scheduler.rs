@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use super::alerts::{self, AlertKind, NewAlert};
 use super::change::Change;
 use super::events::{
     DaemonStopped, Event, PauseChange, RunOutcome, ScheduleArmed, ScheduleFiring,
@@ -18,6 +19,7 @@ use super::events::{
 };
 use super::sql::parse_timestamp;
 use super::{Journal, Result, identity};
+use crate::schedule::firing::Reason;
 
 /// What `chronicle schedules` shows of a schedule's past.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -69,11 +71,36 @@ impl Journal {
             firing.reason,
             firing.scheduled_for.clone(),
         );
+        let skipped = !reason.runs();
         self.scheduler_change(&schedule, &Event::ScheduleFiring(firing), |c| {
             c.execute(
-                "UPDATE schedule_state SET last_decision_at = ?1, last_reason = ?2 WHERE name = ?3",
-                params![at, reason.as_str(), schedule],
+                "UPDATE schedule_state SET last_decision_at = ?1, last_reason = ?2,
+                     skipped_firings = skipped_firings + ?3
+                 WHERE name = ?4",
+                params![at, reason.as_str(), i64::from(skipped), schedule],
             )?;
+            // An overlap means a run outlasted the cron's interval: worth
+            // an alert. A pause is a person's own choice (journaled with
+            // who), so its skips are counted, not alerted.
+            if reason == Reason::SkippedOverlap {
+                alerts::raise(
+                    c,
+                    &NewAlert {
+                        kind: AlertKind::FiringSkipped,
+                        cause: format!("{schedule}:{at}"),
+                        subject: identity::collection_id(&schedule).to_string(),
+                        summary: format!(
+                            "{schedule}: the firing for {at} was skipped ({}): the previous run was still going",
+                            reason.as_str()
+                        ),
+                        details: serde_json::json!({
+                            "schedule": schedule,
+                            "scheduled_for": at,
+                            "reason": reason.as_str(),
+                        }),
+                    },
+                )?;
+            }
             Ok(())
         })
     }
@@ -123,8 +150,15 @@ impl Journal {
         );
         self.scheduler_change(schedule, &event, |c| {
             c.execute(
-                "UPDATE schedule_state SET last_outcome = ?1, last_outcome_at = ?2 WHERE name = ?3",
-                params![summary, c.at, schedule],
+                "UPDATE schedule_state SET last_outcome = ?1, last_outcome_at = ?2,
+                     last_success_at = CASE WHEN ?3 THEN ?2 ELSE last_success_at END
+                 WHERE name = ?4",
+                params![
+                    summary,
+                    c.at,
+                    outcome == RunOutcome::Completed,
+                    schedule
+                ],
             )?;
             Ok(())
         })
@@ -196,8 +230,9 @@ impl Journal {
     }
 }
 
-/// Who paused a schedule, as far as the process can tell.
-fn whoami() -> Option<String> {
+/// Who paused a schedule (or asked for a re-run), as far as the process
+/// can tell.
+pub fn whoami() -> Option<String> {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
