@@ -54,7 +54,7 @@ pub use attach::{Attached, misaligned};
 pub use backup::BackupReport;
 pub use attempts::{CancelTarget, OpenAttempt, Phase, WorkItem};
 pub use chain::{ChainBreak, GENESIS, LinkFault, hash as event_hash, link_fault};
-pub use lock::RunnerLock;
+pub use lock::{DAEMON, RunnerHolder, RunnerLock};
 pub use outbox::{Entity, OutboxEntry, Pending, Quarantined};
 pub use plan::Plan;
 pub use requests::{Request, RequestState};
