@@ -11,6 +11,7 @@ mod crash;
 mod daemon;
 mod helpers;
 mod journal;
+mod operations;
 mod planning;
 mod reconciler;
 mod robustness;
