@@ -65,7 +65,7 @@ pub use views::health::SyncHealth;
 pub use views::lineage::{AttemptView, Lineage, SyncedValues, WeekView};
 pub use views::listings::{ExecutionFilter, ExecutionLine, WeekLine};
 pub use views::log::{ChainHead, EventFilter, StoredEvent};
-pub use views::metrics::MetricsSnapshot;
+pub use views::metrics::{MetricsSnapshot, ScheduleFigures};
 pub use views::state::{StateRow, StateTables};
 pub use views::status::{CollectionSummary, RunnerStart, StatusReport};
 
