@@ -1,6 +1,7 @@
 //! Integration tests: one binary, one throwaway PostgreSQL cluster, a fresh
 //! database, folder and AMC simulator per test.
 
+mod alerts;
 mod amc;
 mod amc_client;
 mod application;
