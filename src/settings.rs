@@ -512,7 +512,10 @@ impl Settings {
                     Receiver::Webhook => "alerts.webhook_url",
                     Receiver::Slack => "alerts.slack_webhook_url",
                 };
-                return invalid(key, "is not an http(s) URL (its value is not shown: it is a secret)");
+                return invalid(
+                    key,
+                    "is not an http(s) URL (its value is not shown: it is a secret)",
+                );
             }
         }
         for (key, url) in [

@@ -81,13 +81,11 @@ async fn wait_for(journal: &Journal, id: i64, limit: Duration) -> anyhow::Result
             return finish(done);
         }
         if tokio::time::Instant::now() >= deadline {
-            let state = journal
-                .request(id)?
-                .map_or("unknown", |r| match r.state {
-                    crate::journal::RequestState::Made => "waiting for the daemon",
-                    crate::journal::RequestState::Started => "being carried out",
-                    crate::journal::RequestState::Finished => "finished",
-                });
+            let state = journal.request(id)?.map_or("unknown", |r| match r.state {
+                crate::journal::RequestState::Made => "waiting for the daemon",
+                crate::journal::RequestState::Started => "being carried out",
+                crate::journal::RequestState::Finished => "finished",
+            });
             eprintln!(
                 "request {id} is still {state} after {}; it stands: `chronicle requests` shows its outcome when it has one",
                 humantime::format_duration(limit)
@@ -121,7 +119,8 @@ async fn in_process(ctx: &Context, operation: Operation) -> anyhow::Result<ExitC
     let api = Client::new(&settings.amc, http_client());
     match operation {
         Operation::Backfill { schedule, range } => {
-            let schedule = schedule::find(&settings.schedules.dir, &schedule, Utc::now().date_naive())?;
+            let schedule =
+                schedule::find(&settings.schedules.dir, &schedule, Utc::now().date_naive())?;
             let bar = progress::bar(&schedule.name, "weeks");
             let summary =
                 backfill::run_range(settings, journal, api, &schedule, range, "backfill", &bar)
@@ -152,7 +151,9 @@ async fn in_process(ctx: &Context, operation: Operation) -> anyhow::Result<ExitC
                 let pending = journal.pending_count()?;
                 let line = match synced {
                     Ok(report) => render::sync_line(&crate::sync::Outcome::Synced(report), pending),
-                    Err(e) => render::sync_line(&crate::sync::Outcome::Failed(e.to_string()), pending),
+                    Err(e) => {
+                        render::sync_line(&crate::sync::Outcome::Failed(e.to_string()), pending)
+                    }
                 };
                 eprint!("{line}");
             }

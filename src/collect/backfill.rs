@@ -100,7 +100,16 @@ pub async fn run<A: Api + Clone + 'static>(
     triggered_by: &str,
     progress: &ProgressBar,
 ) -> Result<Summary, BackfillError> {
-    run_range(settings, journal, api, schedule, None, triggered_by, progress).await
+    run_range(
+        settings,
+        journal,
+        api,
+        schedule,
+        None,
+        triggered_by,
+        progress,
+    )
+    .await
 }
 
 /// `run`, for the weeks of `range` only when it is set (`backfill --from
@@ -135,8 +144,16 @@ pub async fn run_range<A: Api + Clone + 'static>(
         None => triggered_by.to_owned(),
         Some((from, to)) => format!("{triggered_by} --from {from} --to {to}"),
     };
-    let (plan, report) =
-        collect_now(journal, &runner, schedule, range, triggered_by, &command, progress).await?;
+    let (plan, report) = collect_now(
+        journal,
+        &runner,
+        schedule,
+        range,
+        triggered_by,
+        &command,
+        progress,
+    )
+    .await?;
     progress.finish_and_clear();
     let sync = match settings.postgres_target() {
         None => SyncOutcome::NotConfigured,

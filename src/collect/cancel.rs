@@ -130,7 +130,11 @@ impl Cancelled {
     pub fn describe(&self) -> String {
         format!(
             "cancelled AMC execution {} ({} week {}, attempt {}); the week is now {}",
-            self.amc_execution_id, self.collection, self.week_start, self.attempt_id, self.week_status
+            self.amc_execution_id,
+            self.collection,
+            self.week_start,
+            self.attempt_id,
+            self.week_status
         )
     }
 }

@@ -69,7 +69,11 @@ pub async fn run(journal: Journal, deliverer: Deliverer, shutdown: impl Future<O
 /// Raises `sync_lag` once per episode: the cause is the last success (or
 /// the daemon's start, before any), so a new alert comes only after sync
 /// succeeded and then failed for long again.
-fn check_sync_lag(journal: &Journal, deliverer: &Deliverer, now: DateTime<Utc>) -> anyhow::Result<()> {
+fn check_sync_lag(
+    journal: &Journal,
+    deliverer: &Deliverer,
+    now: DateTime<Utc>,
+) -> anyhow::Result<()> {
     let health = journal.sync_health()?;
     if health.last_error.is_none() {
         return Ok(());
@@ -118,7 +122,10 @@ async fn deliver_due(
     }
     let names: Vec<&str> = receivers.iter().map(|(r, _)| r.as_str()).collect();
     for (alert, missing) in journal.alerts_due(&names, Utc::now(), BATCH)? {
-        for (receiver, url) in receivers.iter().filter(|(r, _)| missing.iter().any(|m| m == r.as_str())) {
+        for (receiver, url) in receivers
+            .iter()
+            .filter(|(r, _)| missing.iter().any(|m| m == r.as_str()))
+        {
             match send(http, *receiver, url, &alert, deliverer).await {
                 Ok(status) => {
                     journal.record_alert_delivered(alert.id, receiver.as_str(), status, &names)?;

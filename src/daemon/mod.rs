@@ -32,8 +32,8 @@ use tracing::Instrument;
 use crate::amc::Api;
 use crate::collect::attach;
 use crate::collect::runner::{RunError, RunReport, Runner};
-use crate::journal::{AlertKind, DAEMON, Journal, NewAlert};
 use crate::journal::events::{DaemonStopped, RunOutcome, ScheduleFiring, SchedulesReloaded};
+use crate::journal::{AlertKind, DAEMON, Journal, NewAlert};
 use crate::schedule::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
 use crate::schedule::{self, Schedule};
 use crate::settings::Settings;
@@ -353,7 +353,9 @@ fn credentials_refused(journal: &Journal, started: DateTime<Utc>, why: &str) {
         kind: AlertKind::CredentialsRefused,
         cause: format!("{}:{}", std::process::id(), started.to_rfc3339()),
         subject: "amc".to_owned(),
-        summary: format!("Login with Amazon refused chronicle's credentials; no week can run until they are fixed: {why}"),
+        summary: format!(
+            "Login with Amazon refused chronicle's credentials; no week can run until they are fixed: {why}"
+        ),
         details: serde_json::json!({ "error": why }),
     };
     if let Err(e) = journal.raise_alert(&alert) {

@@ -129,7 +129,11 @@ impl Requests {
         if let Some((_, Some(schedule))) = self.held.remove(&task) {
             decider.finished(&schedule);
         }
-        tracing::info!(request = id, outcome = done.outcome.as_str(), "request finished");
+        tracing::info!(
+            request = id,
+            outcome = done.outcome.as_str(),
+            "request finished"
+        );
         journal.finish_request(id, done.outcome, &done.message)?;
         Ok(())
     }

@@ -10,11 +10,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::alerts::{self, AlertKind, NewAlert};
 use super::events::{
     AttemptAbandoned, AttemptEnded, AttemptIntent, AttemptStatus, AttemptSubmitted,
     AttemptSucceeded, Event, RunnerStarted,
 };
-use super::alerts::{self, AlertKind, NewAlert};
 use super::outbox::Entity;
 use super::sql::{bad_value, parse_date, request_at, time_at, uuid_at};
 use super::{Journal, Result, identity};

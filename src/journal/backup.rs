@@ -37,12 +37,15 @@ impl Journal {
             what: format!("backup: {what}"),
         };
         if std::fs::canonicalize(target).is_ok_and(|t| t == self.canonical) {
-            return Err(failed("refusing to write the backup over the journal itself".into()));
+            return Err(failed(
+                "refusing to write the backup over the journal itself".into(),
+            ));
         }
         let mut part = target.as_os_str().to_owned();
         part.push(".part");
         let part = PathBuf::from(part);
-        files::create(&part).map_err(|e| failed(format!("cannot create {}: {e}", part.display())))?;
+        files::create(&part)
+            .map_err(|e| failed(format!("cannot create {}: {e}", part.display())))?;
         let sqlite = |e: rusqlite::Error| failed(e.to_string());
         let copied = (|| {
             let mut copy = Connection::open(&part).map_err(sqlite)?;

@@ -51,8 +51,8 @@ use rusqlite::Connection;
 
 pub use alerts::{Alert, AlertKind, NewAlert};
 pub use attach::{Attached, misaligned};
-pub use backup::BackupReport;
 pub use attempts::{CancelTarget, OpenAttempt, Phase, WorkItem};
+pub use backup::BackupReport;
 pub use chain::{ChainBreak, GENESIS, LinkFault, hash as event_hash, link_fault};
 pub use lock::{DAEMON, RunnerHolder, RunnerLock};
 pub use outbox::{Entity, OutboxEntry, Pending, Quarantined};

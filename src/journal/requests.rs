@@ -57,11 +57,7 @@ const COLUMNS: &str =
 
 fn request_at(row: &Row<'_>) -> rusqlite::Result<Request> {
     let bad = |index: usize, what: String| {
-        rusqlite::Error::FromSqlConversionFailure(
-            index,
-            rusqlite::types::Type::Text,
-            what.into(),
-        )
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, what.into())
     };
     let operation: String = row.get(1)?;
     let state: String = row.get(3)?;

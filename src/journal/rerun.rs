@@ -20,11 +20,17 @@ use super::{Journal, Result, WorkItem};
 /// again now.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RerunRefusal {
-    #[error("the journal holds no collection for schedule `{0}` yet: run `chronicle backfill {0}` first")]
+    #[error(
+        "the journal holds no collection for schedule `{0}` yet: run `chronicle backfill {0}` first"
+    )]
     NoCollection(String),
-    #[error("schedule `{schedule}` has no week starting {week} (not due yet, or before the collection's start): `chronicle weeks {schedule}` lists its weeks")]
+    #[error(
+        "schedule `{schedule}` has no week starting {week} (not due yet, or before the collection's start): `chronicle weeks {schedule}` lists its weeks"
+    )]
     NoWeek { schedule: String, week: NaiveDate },
-    #[error("week {week} of `{schedule}` is {status}: only a completed or failed week can be re-run ({hint})")]
+    #[error(
+        "week {week} of `{schedule}` is {status}: only a completed or failed week can be re-run ({hint})"
+    )]
     NotDone {
         schedule: String,
         week: NaiveDate,
@@ -53,9 +59,8 @@ impl Journal {
         ask: &RerunAsk,
     ) -> Result<std::result::Result<WorkItem, RerunRefusal>> {
         self.change(|c| {
-            let collection: Option<Uuid> = c
-                .tx
-                .query_row(
+            let collection: Option<Uuid> =
+                c.tx.query_row(
                     "SELECT id FROM collections WHERE name = ?1",
                     [schedule],
                     |row| uuid_at(row, 0),
@@ -64,9 +69,8 @@ impl Journal {
             let Some(collection) = collection else {
                 return Ok(Err(RerunRefusal::NoCollection(schedule.to_owned())));
             };
-            let week: Option<(Uuid, String, Option<String>)> = c
-                .tx
-                .query_row(
+            let week: Option<(Uuid, String, Option<String>)> =
+                c.tx.query_row(
                     "SELECT id, status, attempt_id FROM weeks
                      WHERE collection_id = ?1 AND week_start = ?2",
                     params![collection.to_string(), week_start.to_string()],

@@ -153,12 +153,7 @@ impl Journal {
                 "UPDATE schedule_state SET last_outcome = ?1, last_outcome_at = ?2,
                      last_success_at = CASE WHEN ?3 THEN ?2 ELSE last_success_at END
                  WHERE name = ?4",
-                params![
-                    summary,
-                    c.at,
-                    outcome == RunOutcome::Completed,
-                    schedule
-                ],
+                params![summary, c.at, outcome == RunOutcome::Completed, schedule],
             )?;
             Ok(())
         })

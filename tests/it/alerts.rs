@@ -34,10 +34,7 @@ async fn receiver(port: u16, received: Received) -> tokio::task::JoinHandle<()> 
         }
     };
     let app = Router::new()
-        .route(
-            "/hook/{token}",
-            post(record("webhook", received.clone())),
-        )
+        .route("/hook/{token}", post(record("webhook", received.clone())))
         .route("/slack", post(record("slack", received)));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
@@ -57,7 +54,10 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
     let backfill = app.chronicle(&["backfill", "weekly"]).await;
     assert_eq!(backfill.status.code(), Some(1), "{}", text(&backfill));
     assert_eq!(
-        query::<i64>(&journal, "SELECT count(*) FROM alerts WHERE kind = 'week_failed'"),
+        query::<i64>(
+            &journal,
+            "SELECT count(*) FROM alerts WHERE kind = 'week_failed'"
+        ),
         2,
         "one alert per week that failed after its retries, raised with the failure"
     );
@@ -77,7 +77,10 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
     ));
     let (mut daemon, lines) = start(&app, &["--log-format", "json"]);
     eventually("the sync-lag alert", Duration::from_secs(60), || async {
-        query::<i64>(&journal, "SELECT count(*) FROM alerts WHERE kind = 'sync_lag'") == 1
+        query::<i64>(
+            &journal,
+            "SELECT count(*) FROM alerts WHERE kind = 'sync_lag'",
+        ) == 1
     })
     .await;
     eventually(
@@ -95,7 +98,10 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
     .await;
     let (code, metrics) = get(http, "/metrics").await;
     assert_eq!(code, 200);
-    assert!(metrics.contains("chronicle_alerts_undelivered 3\n"), "{metrics}");
+    assert!(
+        metrics.contains("chronicle_alerts_undelivered 3\n"),
+        "{metrics}"
+    );
     let listed = app.chronicle(&["alerts"]).await;
     assert!(
         String::from_utf8_lossy(&listed.stdout).contains("webhook: "),
@@ -110,7 +116,10 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
     let _receiver = receiver(port, received.clone()).await;
     let (daemon, more_lines) = start(&app, &["--log-format", "json"]);
     eventually("every alert delivered", Duration::from_secs(60), || async {
-        query::<i64>(&journal, "SELECT count(*) FROM alerts WHERE delivered_at IS NULL") == 0
+        query::<i64>(
+            &journal,
+            "SELECT count(*) FROM alerts WHERE delivered_at IS NULL",
+        ) == 0
     })
     .await;
     // Time for a second send, were one to happen.
@@ -121,14 +130,20 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
 
     let ids: Vec<String> = {
         let connection = rusqlite::Connection::open(&journal).unwrap();
-        let mut statement = connection.prepare("SELECT id FROM alerts ORDER BY id").unwrap();
+        let mut statement = connection
+            .prepare("SELECT id FROM alerts ORDER BY id")
+            .unwrap();
         statement
             .query_map([], |row| row.get(0))
             .unwrap()
             .collect::<Result<_, _>>()
             .unwrap()
     };
-    assert_eq!(ids.len(), 3, "two weeks failed, one sync lag: no alert raised twice");
+    assert_eq!(
+        ids.len(),
+        3,
+        "two weeks failed, one sync lag: no alert raised twice"
+    );
     let got = received.lock().unwrap().clone();
     for path in ["webhook", "slack"] {
         let mut seen: Vec<String> = got
@@ -150,12 +165,17 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
                 );
             }
             _ => assert!(
-                body["text"].as_str().is_some_and(|t| t.contains(id.as_str())),
+                body["text"]
+                    .as_str()
+                    .is_some_and(|t| t.contains(id.as_str())),
                 "Slack's format: {body}"
             ),
         }
     }
-    let delivered = query::<i64>(&journal, "SELECT count(*) FROM events WHERE kind = 'alert.delivered'");
+    let delivered = query::<i64>(
+        &journal,
+        "SELECT count(*) FROM events WHERE kind = 'alert.delivered'",
+    );
     assert_eq!(delivered, 6, "each delivery journaled once");
     let listed = app.chronicle(&["alerts", "--json"]).await;
     let listed: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -167,7 +187,11 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
             .all(|a| a["delivered_at"].is_string()),
         "{listed}"
     );
-    let logs = [lines.lock().unwrap().clone(), more_lines.lock().unwrap().clone()].concat();
+    let logs = [
+        lines.lock().unwrap().clone(),
+        more_lines.lock().unwrap().clone(),
+    ]
+    .concat();
     assert!(
         logs.iter().any(|l| l.contains("alert not delivered")),
         "the failed tries are logged"

@@ -8,10 +8,10 @@ use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
-use chrono::{NaiveDate, Utc, Weekday};
 use chronicle::schedule::week;
+use chrono::{NaiveDate, Utc, Weekday};
 
-use crate::daemon::{free_port, start};
+use crate::daemon::{free_port, get, start};
 use crate::helpers::{TestApp, connect, eventually, quick_sim, schedule, spawn_app, text};
 
 /// The `n`-th most recent due week of the test schedule (0 = latest).
@@ -57,23 +57,34 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
     // a person asked for.
     let app = spawn_app(sim, &schedule(4, 0)).await;
     let config = std::fs::read_to_string(&app.config_path).unwrap();
+    let port = free_port();
     app.set_config(&format!(
-        "{config}\n[scheduler]\nshutdown_timeout = \"2s\"\n\n[http]\nlisten = \"127.0.0.1:{}\"\n",
-        free_port()
+        "{config}\n[scheduler]\nshutdown_timeout = \"2s\"\n\n[http]\nlisten = \"127.0.0.1:{port}\"\n"
     ));
     let journal = app.journal_path();
     let (daemon, lines) = start(&app, &[]);
     let lock = app.dir.path().join("journal.db.lock");
-    eventually("the daemon holds the journal", Duration::from_secs(30), || async {
-        std::fs::read_to_string(&lock).is_ok_and(|held| held.contains("(chronicle run,"))
-    })
+    eventually(
+        "the daemon holds the journal",
+        Duration::from_secs(30),
+        || async {
+            std::fs::read_to_string(&lock).is_ok_and(|held| held.contains("(chronicle run,"))
+        },
+    )
     .await;
 
     // Exactly the range: the two oldest of the four weeks, the collection
     // starting at the first.
     let (w1, w2, w3, w4) = (due_week(3), due_week(2), due_week(1), due_week(0));
     let range = app
-        .chronicle(&["backfill", "weekly", "--from", &w1.to_string(), "--to", &(w2 + chrono::Duration::days(3)).to_string()])
+        .chronicle(&[
+            "backfill",
+            "weekly",
+            "--from",
+            &w1.to_string(),
+            "--to",
+            &(w2 + chrono::Duration::days(3)).to_string(),
+        ])
         .await;
     assert_eq!(range.status.code(), Some(0), "{}", text(&range));
     assert!(
@@ -93,7 +104,14 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
 
     // Bad requests are refused (exit 2) naming what is wrong.
     let reversed = app
-        .chronicle(&["backfill", "weekly", "--from", &w2.to_string(), "--to", &w1.to_string()])
+        .chronicle(&[
+            "backfill",
+            "weekly",
+            "--from",
+            &w2.to_string(),
+            "--to",
+            &w1.to_string(),
+        ])
         .await;
     assert_eq!(reversed.status.code(), Some(2), "{}", text(&reversed));
     assert!(text(&reversed).contains("--from"), "{}", text(&reversed));
@@ -106,7 +124,11 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
         .chronicle(&["rerun", "weekly", "2001-01-01", "--reason", "typo"])
         .await;
     assert_eq!(missing.status.code(), Some(2), "{}", text(&missing));
-    assert!(text(&missing).contains("no week starting"), "{}", text(&missing));
+    assert!(
+        text(&missing).contains("no week starting"),
+        "{}",
+        text(&missing)
+    );
 
     // A re-run of a completed week: a new attempt triggered by `rerun`,
     // the earlier kept and superseded, who and why in the journal.
@@ -115,10 +137,20 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
         &format!("SELECT w.attempt_id FROM weeks w WHERE w.week_start = '{w1}'"),
     );
     let rerun = app
-        .chronicle(&["rerun", "weekly", &(w1 + chrono::Duration::days(2)).to_string(), "--reason", "numbers looked off"])
+        .chronicle(&[
+            "rerun",
+            "weekly",
+            &(w1 + chrono::Duration::days(2)).to_string(),
+            "--reason",
+            "numbers looked off",
+        ])
         .await;
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
-    assert!(stdout(&rerun).contains("re-run: completed"), "{}", text(&rerun));
+    assert!(
+        stdout(&rerun).contains("re-run: completed"),
+        "{}",
+        text(&rerun)
+    );
     assert_eq!(creates_for(&app, w1), 2);
     let (after, trigger): (String, String) = {
         let connection = rusqlite::Connection::open(&journal).unwrap();
@@ -137,26 +169,35 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
     assert_eq!(trigger, "rerun");
     let superseded: i64 = query(
         &journal,
-        &format!("SELECT count(*) FROM attempts WHERE id = '{before}' AND state = 'succeeded' AND superseded_at IS NOT NULL"),
+        &format!(
+            "SELECT count(*) FROM attempts WHERE id = '{before}' AND state = 'succeeded' AND superseded_at IS NOT NULL"
+        ),
     );
     assert_eq!(superseded, 1);
     let asked: String = query(
         &journal,
         "SELECT payload FROM events WHERE kind = 'week.rerun_requested'",
     );
-    assert!(asked.contains("numbers looked off") && asked.contains("\"request\""), "{asked}");
+    assert!(
+        asked.contains("numbers looked off") && asked.contains("\"request\""),
+        "{asked}"
+    );
 
     // Postgres points the week at the new execution; the superseded one
     // keeps its row, completed.
     let pg = connect(&app.database_url).await;
-    eventually("the re-run in Postgres", Duration::from_secs(30), || async {
-        pg.query_one(
-            "SELECT execution_id::text FROM report_data_weeks WHERE week_start_date = $1",
-            &[&w1],
-        )
-        .await
-        .is_ok_and(|row| row.get::<_, Option<String>>(0).as_deref() == Some(after.as_str()))
-    })
+    eventually(
+        "the re-run in Postgres",
+        Duration::from_secs(30),
+        || async {
+            pg.query_one(
+                "SELECT execution_id::text FROM report_data_weeks WHERE week_start_date = $1",
+                &[&w1],
+            )
+            .await
+            .is_ok_and(|row| row.get::<_, Option<String>>(0).as_deref() == Some(after.as_str()))
+        },
+    )
     .await;
     let old = pg
         .query_one(
@@ -183,13 +224,22 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
         .into_iter()
         .find(|e| e.request.time_window_start == format!("{w3}T00:00:00"))
         .unwrap();
-    app.sim.simulator.hold(&live.execution.workflow_execution_id);
-    eventually("w3's execution id journaled", Duration::from_secs(30), || async {
-        query::<i64>(
-            &journal,
-            &format!("SELECT count(*) FROM attempts WHERE amc_execution_id = '{}'", live.execution.workflow_execution_id),
-        ) == 1
-    })
+    app.sim
+        .simulator
+        .hold(&live.execution.workflow_execution_id);
+    eventually(
+        "w3's execution id journaled",
+        Duration::from_secs(30),
+        || async {
+            query::<i64>(
+                &journal,
+                &format!(
+                    "SELECT count(*) FROM attempts WHERE amc_execution_id = '{}'",
+                    live.execution.workflow_execution_id
+                ),
+            ) == 1
+        },
+    )
     .await;
     let cancel = app.chronicle(&["cancel", &w3.to_string()]).await;
     assert_eq!(cancel.status.code(), Some(0), "{}", text(&cancel));
@@ -203,15 +253,19 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
     );
     let listed = app.chronicle(&["requests", "--json"]).await;
     assert!(listed.status.success(), "{}", text(&listed));
-    eventually("the backfill request finished", Duration::from_secs(30), || async {
-        let listed = app.chronicle(&["requests", "--json"]).await;
-        let requests: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
-        requests
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|r| r["id"] == request && r["state"] == "finished")
-    })
+    eventually(
+        "the backfill request finished",
+        Duration::from_secs(30),
+        || async {
+            let listed = app.chronicle(&["requests", "--json"]).await;
+            let requests: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
+            requests
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["id"] == request && r["state"] == "finished")
+        },
+    )
     .await;
     let listed = app.chronicle(&["requests", "--json"]).await;
     let requests: serde_json::Value = serde_json::from_slice(&listed.stdout).unwrap();
@@ -255,6 +309,33 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
     assert_eq!(w3_status, "pending");
     assert_eq!(creates_for(&app, w4), 1);
 
+    // The figures people alert on, over HTTP.
+    let (code, metrics) = get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    for line in [
+        "chronicle_schedule_weeks{schedule=\"weekly\",status=\"completed\"} 3\n",
+        "chronicle_schedule_weeks{schedule=\"weekly\",status=\"pending\"} 1\n",
+        "chronicle_quarantined_rows 0\n",
+        "chronicle_unresolved_attempts 0\n",
+        "chronicle_skipped_firings_total{schedule=\"weekly\"} 0\n",
+        "chronicle_executions{state=\"succeeded\"} 4\n",
+        "# TYPE chronicle_amc_request_duration_seconds histogram\n",
+        "# TYPE chronicle_postgres_request_duration_seconds histogram\n",
+    ] {
+        assert!(metrics.contains(line), "{line} in:\n{metrics}");
+    }
+    let figure = |name: &str| -> f64 {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} in:\n{metrics}"))
+    };
+    assert!(figure("chronicle_amc_request_duration_seconds_count") > 5.0);
+    assert!(figure("chronicle_postgres_request_duration_seconds_count") >= 1.0);
+    assert!(figure("chronicle_sync_lag_seconds") < 30.0);
+    let last_success = figure("chronicle_last_success_timestamp_seconds{schedule=\"weekly\"}");
+    assert!((Utc::now().timestamp() as f64 - last_success).abs() < 120.0);
+
     sigterm(daemon).await;
     drop(lines);
     let audit = app.chronicle(&["audit"]).await;
@@ -268,10 +349,20 @@ async fn without_a_daemon_a_rerun_runs_in_process_and_says_who_asked() {
     assert_eq!(backfill.status.code(), Some(0), "{}", text(&backfill));
     let week = due_week(1);
     let rerun = app
-        .chronicle(&["rerun", "weekly", &week.to_string(), "--reason", "late data"])
+        .chronicle(&[
+            "rerun",
+            "weekly",
+            &week.to_string(),
+            "--reason",
+            "late data",
+        ])
         .await;
     assert_eq!(rerun.status.code(), Some(0), "{}", text(&rerun));
-    assert!(stdout(&rerun).contains("re-run: completed"), "{}", text(&rerun));
+    assert!(
+        stdout(&rerun).contains("re-run: completed"),
+        "{}",
+        text(&rerun)
+    );
     assert!(
         !String::from_utf8_lossy(&rerun.stderr).contains("request"),
         "{}",

@@ -252,11 +252,9 @@ async fn a_listing_that_keeps_failing_leaves_the_attempt_open_and_visible_then_5
     let weeks = run_chronicle(&app.config_path, &["weeks", "weekly", "--json"]).await;
     let weeks: serde_json::Value = serde_json::from_slice(&weeks.stdout).unwrap();
     assert!(
-        weeks
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|w| w["unresolved"].as_str().is_some_and(|r| r.contains("cannot tell"))),
+        weeks.as_array().unwrap().iter().all(|w| w["unresolved"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot tell"))),
         "{weeks}"
     );
     let table = run_chronicle(&app.config_path, &["weeks", "weekly"]).await;

@@ -9,7 +9,9 @@ pub fn requests(requests: &[Request]) -> String {
     if requests.is_empty() {
         return "no requests\n".to_owned();
     }
-    let mut table = table(&["id", "command", "by", "state", "outcome", "made", "finished"]);
+    let mut table = table(&[
+        "id", "command", "by", "state", "outcome", "made", "finished",
+    ]);
     for r in requests {
         table.add_row(vec![
             r.id.to_string(),
@@ -50,15 +52,17 @@ pub fn alerts(alerts: &[Alert], receivers: &[&str]) -> String {
         } else {
             let waits: Vec<String> = receivers
                 .iter()
-                .map(|receiver| match a.deliveries.iter().find(|d| d.receiver == *receiver) {
-                    Some(d) if d.delivered_at.is_some() => format!("{receiver}: delivered"),
-                    Some(d) => format!(
-                        "{receiver}: {} tries, {}",
-                        d.tries,
-                        d.last_error.as_deref().unwrap_or("-")
-                    ),
-                    None => format!("{receiver}: not tried yet"),
-                })
+                .map(
+                    |receiver| match a.deliveries.iter().find(|d| d.receiver == *receiver) {
+                        Some(d) if d.delivered_at.is_some() => format!("{receiver}: delivered"),
+                        Some(d) => format!(
+                            "{receiver}: {} tries, {}",
+                            d.tries,
+                            d.last_error.as_deref().unwrap_or("-")
+                        ),
+                        None => format!("{receiver}: not tried yet"),
+                    },
+                )
                 .collect();
             format!("waiting ({})", waits.join("; "))
         };

@@ -172,15 +172,12 @@ impl Journal {
             .map_err(sqlite)?;
         for row in rows {
             let (name, status, weeks) = row.map_err(sqlite)?;
-            let by_status = snapshot
-                .weeks_by_schedule
-                .entry(name)
-                .or_insert_with(|| {
-                    ["pending", "running", "completed", "failed"]
-                        .into_iter()
-                        .map(|s| (s.to_owned(), 0))
-                        .collect()
-                });
+            let by_status = snapshot.weeks_by_schedule.entry(name).or_insert_with(|| {
+                ["pending", "running", "completed", "failed"]
+                    .into_iter()
+                    .map(|s| (s.to_owned(), 0))
+                    .collect()
+            });
             by_status.insert(status, weeks);
         }
         Ok(snapshot)
