@@ -58,7 +58,7 @@ pub async fn ask(ctx: &Context, operation: Operation, wait: Wait) -> anyhow::Res
                 return Ok(ExitCode::SUCCESS);
             }
             let limit = wait.wait.unwrap_or(settings.requests.wait);
-            wait_for(journal, id, limit).await
+            wait_for(journal, id, limit, holder.pid).await
         }
         // Another runner (a backfill) holds it: refused with its name, as
         // before; without one, this process runs it.
@@ -67,9 +67,26 @@ pub async fn ask(ctx: &Context, operation: Operation, wait: Wait) -> anyhow::Res
 }
 
 /// Waits until the daemon finished request `id`, then prints its outcome.
-async fn wait_for(journal: &Journal, id: i64, limit: Duration) -> anyhow::Result<ExitCode> {
+/// Stops early when the daemon (`pid`) is gone: the request stands for
+/// the next daemon, and waiting hours for it would say nothing.
+async fn wait_for(
+    journal: &Journal,
+    id: i64,
+    limit: Duration,
+    pid: Option<u32>,
+) -> anyhow::Result<ExitCode> {
     let deadline = tokio::time::Instant::now() + limit;
     loop {
+        // Signal 0 only asks whether the process exists.
+        let gone = pid.is_some_and(|pid| unsafe { libc::kill(pid as i32, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH));
+        if gone && !journal.request_finished(id)? {
+            eprintln!(
+                "the daemon (pid {}) stopped before finishing request {id}; the request stands and the next daemon start takes it up (or ends it as interrupted): `chronicle requests`",
+                pid.unwrap_or_default()
+            );
+            return Ok(ExitCode::from(1));
+        }
         if journal.request_finished(id)? {
             let request = journal
                 .request(id)?

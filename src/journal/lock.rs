@@ -98,6 +98,8 @@ pub struct RunnerHolder {
     pub note: String,
     /// It is a daemon (`chronicle run`): it carries out requests.
     pub daemon: bool,
+    /// Its process id, as the note gives it.
+    pub pid: Option<u32>,
 }
 
 impl Journal {
@@ -112,6 +114,10 @@ impl Journal {
             }
             Err(JournalError::Busy { holder, .. }) => Ok(Some(RunnerHolder {
                 daemon: holder.contains(&format!("(chronicle {DAEMON},")),
+                pid: holder
+                    .strip_prefix("pid ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|pid| pid.parse().ok()),
                 note: holder,
             })),
             Err(e) => Err(e),

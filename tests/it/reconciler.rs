@@ -221,7 +221,7 @@ fn pgbouncer(server_port: u16) -> Pooler {
     let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .expect("pgbouncer not found: install the Debian package `pgbouncer` (apt-get install pgbouncer)");
+        .expect("pgbouncer not found: run the tests with `.ci/run`, which installs it, or install the Debian package `pgbouncer` (apt-get install pgbouncer)");
     let dir = tempfile::Builder::new()
         .prefix("chronicle-pgb-")
         .tempdir_in("/tmp")
