@@ -633,6 +633,37 @@ mod tests {
     }
 
     #[test]
+    fn alert_keys_have_defaults_and_a_bad_url_is_named_without_its_value() {
+        let (_dir, settings) = load("");
+        let settings = settings.unwrap();
+        assert!(settings.alerts.receivers().is_empty());
+        assert_eq!(settings.alerts.sync_lag, Duration::from_secs(3600));
+        assert_eq!(settings.requests.wait, Duration::from_secs(6 * 3600));
+        let (_dir, settings) = load(
+            "[alerts]\nwebhook_url = \"https://hooks.example/T0K3N\"\nslack_webhook_url = \" \"\n",
+        );
+        let receivers: Vec<_> = settings
+            .unwrap()
+            .alerts
+            .receivers()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(receivers, [Receiver::Webhook], "a blank URL is unset");
+        let (_dir, settings) = load("[alerts]\nslack_webhook_url = \"hooks/T0K3N\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("alerts.slack_webhook_url"), "{error}");
+        assert!(!error.contains("T0K3N"), "the URL is a secret: {error}");
+        let (_dir, settings) = load("[alerts]\nsync_lag = \"0s\"\n");
+        assert!(
+            settings
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.sync_lag")
+        );
+    }
+
+    #[test]
     fn tls_and_ca_file_are_unset_by_default() {
         let (_dir, settings) = load("");
         let tls = settings.unwrap().postgres_tls();

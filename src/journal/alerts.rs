@@ -150,12 +150,28 @@ impl Journal {
         now: DateTime<Utc>,
         limit: usize,
     ) -> Result<Vec<(Alert, Vec<String>)>> {
+        // With no receiver, alerts wait for one: none is settled.
+        if receivers.is_empty() {
+            return Ok(Vec::new());
+        }
         let alerts = self.alert_rows(
             "WHERE delivered_at IS NULL ORDER BY raised_at, id LIMIT ?1",
             limit,
         )?;
         let mut due = Vec::new();
+        let mut settled = Vec::new();
         for alert in alerts {
+            // Every receiver configured now has it (one that had been
+            // configured too was removed since): delivered.
+            if receivers.iter().all(|receiver| {
+                alert
+                    .deliveries
+                    .iter()
+                    .any(|d| d.receiver == *receiver && d.delivered_at.is_some())
+            }) {
+                settled.push(alert.id.to_string());
+                continue;
+            }
             let missing: Vec<String> = receivers
                 .iter()
                 .filter(|receiver| {
@@ -175,6 +191,19 @@ impl Journal {
             if !missing.is_empty() {
                 due.push((alert, missing));
             }
+        }
+        if !settled.is_empty() {
+            let connection = self.lock();
+            connection
+                .execute(
+                    "UPDATE alerts SET delivered_at = ?1
+                     WHERE id IN (SELECT value FROM json_each(?2))",
+                    params![
+                        timestamp(now),
+                        serde_json::to_string(&settled).unwrap_or_default()
+                    ],
+                )
+                .map_err(|e| self.sqlite(e))?;
         }
         Ok(due)
     }

@@ -66,7 +66,8 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
     // alerts.sync_lag), the receiver not listening yet.
     let port = free_port();
     let http = free_port();
-    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    let original = std::fs::read_to_string(&app.config_path).unwrap();
+    let config = original.clone();
     let dead = format!("127.0.0.1:{}", free_port());
     let config = config.replace(
         &app.database_url[..app.database_url.rfind('/').unwrap()],
@@ -200,4 +201,12 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
         !logs.iter().any(|l| l.contains("SECRET-TOKEN")),
         "the webhook URL is a secret: {logs:?}"
     );
+
+    // Postgres back: a journal that raised and delivered alerts syncs and
+    // audits clean against its log and Postgres.
+    app.set_config(&original);
+    let sync = app.chronicle(&["sync"]).await;
+    assert_eq!(sync.status.code(), Some(0), "{}", text(&sync));
+    let audit = app.chronicle(&["audit"]).await;
+    assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
 }
