@@ -210,3 +210,58 @@ async fn a_receiver_down_then_up_gets_every_alert_exactly_once_across_a_kill_9_o
     let audit = app.chronicle(&["audit"]).await;
     assert_eq!(audit.status.code(), Some(0), "{}", text(&audit));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn credentials_login_with_amazon_refuses_raise_one_alert_per_daemon_start() {
+    let every_second = schedule(1, 0).replace("0 0 6 * * Mon", "* * * * * *");
+    let app = spawn_app(quick_sim(), &every_second).await;
+    let config = std::fs::read_to_string(&app.config_path).unwrap();
+    let (_, secret, _) = app.sim.simulator.credentials();
+    app.set_config(&config.replace(
+        &format!("client_secret = \"{secret}\""),
+        "client_secret = \"CS-wrong-secret-1234\"",
+    ));
+    let journal = app.journal_path();
+    for start_number in 1..=2 {
+        let (mut daemon, lines) = start(&app, &[]);
+        let failed_before = if start_number == 1 { 0 } else { 3 };
+        let failed = || {
+            journal.exists()
+                && rusqlite::Connection::open(&journal)
+                    .and_then(|c| {
+                        c.query_row(
+                            "SELECT count(*) FROM events WHERE kind = 'schedule.run_finished'
+                             AND json_extract(payload, '$.outcome') = 'failed'",
+                            [],
+                            |row| row.get::<_, i64>(0),
+                        )
+                    })
+                    .is_ok_and(|failed| failed >= failed_before + 3)
+        };
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while !failed() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "runs failing on the credentials: {}",
+                lines.lock().unwrap().join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        unsafe { libc::kill(daemon.id().unwrap() as i32, libc::SIGTERM) };
+        daemon.wait().await.unwrap();
+        let alerts: i64 = query(
+            &journal,
+            "SELECT count(*) FROM alerts WHERE kind = 'credentials_refused'",
+        );
+        assert_eq!(
+            alerts, start_number,
+            "one per daemon start, not one per run"
+        );
+    }
+    let summary: String = query(
+        &journal,
+        "SELECT summary FROM alerts WHERE kind = 'credentials_refused' LIMIT 1",
+    );
+    assert!(summary.contains("Login with Amazon refused"), "{summary}");
+    assert!(!summary.contains("CS-wrong-secret-1234"), "{summary}");
+}

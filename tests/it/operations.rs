@@ -345,6 +345,29 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_daemon_a_rerun_runs_in_process_and_says_who_asked() {
     let app = spawn_app(quick_sim(), &schedule(2, 0)).await;
+    // A range dry run names exactly its weeks and sends nothing.
+    let (first, last) = (due_week(3), due_week(2));
+    let dry = app
+        .chronicle(&[
+            "backfill",
+            "weekly",
+            "--from",
+            &first.to_string(),
+            "--to",
+            &last.to_string(),
+            "--dry-run",
+        ])
+        .await;
+    assert_eq!(dry.status.code(), Some(0), "{}", text(&dry));
+    assert!(
+        stdout(&dry).contains("2 weeks would be submitted")
+            && stdout(&dry).contains(&format!("week {first}:"))
+            && stdout(&dry).contains(&format!("week {last}:"))
+            && !stdout(&dry).contains(&format!("week {}:", due_week(1))),
+        "{}",
+        text(&dry)
+    );
+    assert!(app.ledger().is_empty());
     let backfill = app.chronicle(&["backfill", "weekly"]).await;
     assert_eq!(backfill.status.code(), Some(0), "{}", text(&backfill));
     let week = due_week(1);
