@@ -396,6 +396,10 @@ async fn without_a_daemon_a_rerun_runs_in_process_and_says_who_asked() {
     let out = stdout(&lineage);
     assert!(out.contains("week.rerun_requested"), "{out}");
     assert!(out.contains("triggered by rerun"), "{out}");
+    assert!(
+        out.contains("succeeded, superseded by a re-run at"),
+        "{out}"
+    );
     let reruns: i64 = query(
         &app.journal_path(),
         "SELECT count(*) FROM events WHERE kind = 'week.rerun_requested' AND json_extract(payload, '$.reason') = 'late data'",

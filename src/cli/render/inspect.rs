@@ -50,10 +50,14 @@ pub fn lineage(lineage: &Lineage) -> String {
         }
         out.push_str(&format!("{attempts}\n"));
         for a in &week.attempts {
+            let state = match &a.superseded_at {
+                Some(at) => format!("{}, superseded by a re-run at {at}", a.state),
+                None => a.state.clone(),
+            };
             out.push_str(&format!(
                 "  attempt {} ({}, triggered by {}, schedule sha256 then {}):\n    request: {}\n",
                 a.id,
-                a.state,
+                state,
                 a.triggered_by,
                 a.schedule_hash_at_intent.as_deref().unwrap_or("-"),
                 a.request
