@@ -49,7 +49,7 @@ pub async fn ask(ctx: &Context, operation: Operation, wait: Wait) -> anyhow::Res
         Some(holder) if holder.daemon => {
             let id = journal.make_request(&operation, whoami().as_deref())?;
             eprintln!(
-                "request {id} (`chronicle {}`) journaled for the running daemon ({})",
+                "request {id} (`chronicle {}`) journaled for the running daemon, {}",
                 operation.command(),
                 holder.note
             );

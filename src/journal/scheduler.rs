@@ -231,4 +231,30 @@ pub fn whoami() -> Option<String> {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(account_name)
+}
+
+/// The effective user's name from the password database (a service or a
+/// `sudo` shell may set neither USER nor LOGNAME), else `uid N`.
+fn account_name() -> Option<String> {
+    let uid = unsafe { libc::geteuid() };
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // getpwuid_r: the re-entrant form, writing into our own buffer.
+    let status = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status == 0 && !found.is_null() && !entry.pw_name.is_null() {
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+    Some(format!("uid {uid}"))
 }
