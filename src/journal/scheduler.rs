@@ -79,28 +79,49 @@ impl Journal {
                  WHERE name = ?4",
                 params![at, reason.as_str(), i64::from(skipped), schedule],
             )?;
-            // An overlap means a run outlasted the cron's interval: worth
-            // an alert. A pause is a person's own choice (journaled with
-            // who), so its skips are counted, not alerted.
-            if reason == Reason::SkippedOverlap {
-                alerts::raise(
-                    c,
-                    &NewAlert {
-                        kind: AlertKind::FiringSkipped,
-                        cause: format!("{schedule}:{at}"),
-                        subject: identity::collection_id(&schedule).to_string(),
-                        summary: format!(
-                            "{schedule}: the firing for {at} was skipped ({}): the previous run was still going",
-                            reason.as_str()
+            // An overlap means a run outlasted the cron's interval: each
+            // one is alerted. A pause is a person's choice (journaled with
+            // who): its first skipped firing is alerted, the later ones of
+            // the same pause only counted, or a paused hourly schedule
+            // would page someone every hour.
+            let (cause, why) = match reason {
+                Reason::SkippedOverlap => (
+                    format!("{schedule}:{at}"),
+                    "the previous run was still going".to_owned(),
+                ),
+                Reason::SkippedPaused => {
+                    let paused_at: Option<String> = c.tx.query_row(
+                        "SELECT paused_at FROM schedule_state WHERE name = ?1",
+                        [&schedule],
+                        |row| row.get(0),
+                    )?;
+                    let since = paused_at.unwrap_or_default();
+                    (
+                        format!("{schedule}:paused:{since}"),
+                        format!(
+                            "it is paused (since {since}); later firings are skipped without an alert until `chronicle resume`"
                         ),
-                        details: serde_json::json!({
-                            "schedule": schedule,
-                            "scheduled_for": at,
-                            "reason": reason.as_str(),
-                        }),
-                    },
-                )?;
-            }
+                    )
+                }
+                _ => return Ok(()),
+            };
+            alerts::raise(
+                c,
+                &NewAlert {
+                    kind: AlertKind::FiringSkipped,
+                    cause,
+                    subject: identity::collection_id(&schedule).to_string(),
+                    summary: format!(
+                        "{schedule}: the firing for {at} was skipped ({}): {why}",
+                        reason.as_str()
+                    ),
+                    details: serde_json::json!({
+                        "schedule": schedule,
+                        "scheduled_for": at,
+                        "reason": reason.as_str(),
+                    }),
+                },
+            )?;
             Ok(())
         })
     }

@@ -366,6 +366,13 @@ async fn a_paused_schedule_is_skipped_and_journaled_and_a_bad_reload_keeps_the_r
         })
     })
     .await;
+    // One alert for the pause's skips, not one per skipped firing.
+    let paused_alerts = count(
+        &journal,
+        "SELECT count(*) FROM alerts WHERE kind = 'firing_skipped'
+         AND details LIKE '%skipped-paused%'",
+    );
+    assert_eq!(paused_alerts, 1);
     let skipped_before = firing_reasons(&journal).len();
     eventually(
         "firings go on with the old set",
