@@ -73,7 +73,7 @@ impl Default for AlertSettings {
 }
 
 /// A configured alert receiver.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Receiver {
     /// `alerts.webhook_url`: chronicle's JSON object.
     Webhook,

@@ -14,6 +14,7 @@
 //! journaling, is `journal::alerts`'. A receiver's URL is a secret: it is
 //! never logged, and errors are stripped of it.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -47,6 +48,7 @@ pub struct Deliverer {
 /// again by the next daemon (it was not journaled as delivered).
 pub async fn run(journal: Journal, deliverer: Deliverer, shutdown: impl Future<Output = ()>) {
     let http = crate::amc::client::http_client();
+    let mut down = HashMap::new();
     tokio::pin!(shutdown);
     let mut tick = tokio::time::interval(TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -60,7 +62,7 @@ pub async fn run(journal: Journal, deliverer: Deliverer, shutdown: impl Future<O
         {
             tracing::warn!(error = %e, "cannot check how long sync has been failing");
         }
-        if let Err(e) = deliver_due(&journal, &deliverer, &http).await {
+        if let Err(e) = deliver_due(&journal, &deliverer, &http, &mut down).await {
             tracing::warn!(error = %e, "cannot read the alerts to deliver");
         }
     }
@@ -110,11 +112,18 @@ fn check_sync_lag(
     Ok(())
 }
 
+/// A receiver that failed: how often in a row, and when to try it again.
+/// While it is down, one try per backoff step reaches it, not one per
+/// waiting alert (a receiver that hangs would otherwise hold every tick
+/// for `alerts.timeout` times the backlog).
+type Down = HashMap<Receiver, (i64, tokio::time::Instant)>;
+
 /// Sends every alert due now to each receiver still missing it.
 async fn deliver_due(
     journal: &Journal,
     deliverer: &Deliverer,
     http: &reqwest::Client,
+    down: &mut Down,
 ) -> anyhow::Result<()> {
     let receivers = deliverer.settings.receivers();
     if receivers.is_empty() {
@@ -126,8 +135,15 @@ async fn deliver_due(
             .iter()
             .filter(|(r, _)| missing.iter().any(|m| m == r.as_str()))
         {
+            if down
+                .get(receiver)
+                .is_some_and(|(_, until)| tokio::time::Instant::now() < *until)
+            {
+                continue;
+            }
             match send(http, *receiver, url, &alert, deliverer).await {
                 Ok(status) => {
+                    down.remove(receiver);
                     journal.record_alert_delivered(alert.id, receiver.as_str(), status, &names)?;
                     tracing::info!(alert = %alert.id, kind = %alert.kind, receiver = receiver.as_str(), "alert delivered");
                 }
@@ -140,7 +156,13 @@ async fn deliver_due(
                     let wait = backoff(tries);
                     let next = Utc::now() + chrono::Duration::from_std(wait).unwrap_or_default();
                     journal.record_alert_failed(alert.id, receiver.as_str(), &why, next)?;
-                    tracing::warn!(alert = %alert.id, receiver = receiver.as_str(), error = %why, retry_in = ?wait, "alert not delivered; it waits in the journal");
+                    let failures = down.get(receiver).map_or(0, |(n, _)| *n);
+                    let pause = backoff(failures);
+                    down.insert(
+                        *receiver,
+                        (failures + 1, tokio::time::Instant::now() + pause),
+                    );
+                    tracing::warn!(alert = %alert.id, receiver = receiver.as_str(), error = %why, retry_in = ?pause, "alert not delivered; it waits in the journal");
                 }
             }
         }
