@@ -27,6 +27,15 @@ pub enum RequestState {
 }
 
 impl RequestState {
+    /// The stored `state` word.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestState::Made => "made",
+            RequestState::Started => "started",
+            RequestState::Finished => "finished",
+        }
+    }
+
     fn parse(word: &str) -> Option<RequestState> {
         Some(match word {
             "made" => RequestState::Made,

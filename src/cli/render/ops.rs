@@ -17,7 +17,7 @@ pub fn requests(requests: &[Request]) -> String {
             r.id.to_string(),
             r.operation.command(),
             r.made_by.clone().unwrap_or_else(|| "-".into()),
-            format!("{:?}", r.state).to_lowercase(),
+            r.state.as_str().to_owned(),
             r.outcome.map_or("-".into(), |o| o.as_str().to_owned()),
             r.made_at.clone(),
             r.finished_at.clone().unwrap_or_else(|| "-".into()),
