@@ -89,6 +89,39 @@ pub async fn carry_out<A: Api + Clone + 'static>(
     }
 }
 
+/// The refusal an operation would meet, found without running anything:
+/// the daemon answers with it at once instead of waiting for a busy
+/// collection first. `None` when it may well go ahead.
+pub fn refusal(operation: &Operation, settings: &Settings, journal: &Journal) -> Option<Done> {
+    match operation {
+        Operation::Rerun { schedule, week, .. } => {
+            let schedule = match find(settings, schedule) {
+                Ok(schedule) => schedule,
+                Err(done) => return Some(done),
+            };
+            let week_start = week::align(*week, schedule.week_start);
+            match journal.rerun_refusal(&schedule.name, week_start) {
+                Ok(refusal) => refusal.map(Done::refused),
+                Err(_) => None,
+            }
+        }
+        Operation::Backfill {
+            schedule,
+            range: Some(range),
+        } => {
+            let schedule = match find(settings, schedule) {
+                Ok(schedule) => schedule,
+                Err(done) => return Some(done),
+            };
+            let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+            backfill::check_range(&schedule, today, *range)
+                .err()
+                .map(Done::refused)
+        }
+        Operation::Backfill { range: None, .. } | Operation::Cancel { .. } => None,
+    }
+}
+
 fn find(settings: &Settings, name: &str) -> Result<Schedule, Done> {
     schedule::find(&settings.schedules.dir, name, Utc::now().date_naive()).map_err(Done::refused)
 }

@@ -64,8 +64,15 @@ impl Requests {
     ) -> anyhow::Result<()> {
         for request in journal.waiting_requests()? {
             let schedule = request.operation.schedule().map(str::to_owned);
-            // Never two runners on one collection: it waits for the run.
+            // Never two runners on one collection: it waits for the run,
+            // unless it would be refused anyway (a running week): then it
+            // is answered now, not after the run.
             if schedule.as_deref().is_some_and(|s| decider.is_busy(s)) {
+                if let Some(done) = operations::refusal(&request.operation, settings, journal)
+                    && journal.start_request(request.id)?
+                {
+                    journal.finish_request(request.id, done.outcome, &done.message)?;
+                }
                 continue;
             }
             if !journal.start_request(request.id)? {

@@ -48,7 +48,80 @@ pub struct RerunAsk {
     pub request: Option<i64>,
 }
 
+/// The week a re-run names, as it stands: its id, status and attempt.
+struct Named {
+    collection: Uuid,
+    week_id: Uuid,
+    status: String,
+    attempt: Option<Uuid>,
+}
+
+/// Finds the week and says why it cannot be re-run, if it cannot.
+fn check(
+    connection: &rusqlite::Connection,
+    schedule: &str,
+    week_start: NaiveDate,
+) -> rusqlite::Result<std::result::Result<Named, RerunRefusal>> {
+    let collection: Option<Uuid> = connection
+        .query_row(
+            "SELECT id FROM collections WHERE name = ?1",
+            [schedule],
+            |row| uuid_at(row, 0),
+        )
+        .optional()?;
+    let Some(collection) = collection else {
+        return Ok(Err(RerunRefusal::NoCollection(schedule.to_owned())));
+    };
+    let week: Option<(Uuid, String, Option<String>)> = connection
+        .query_row(
+            "SELECT id, status, attempt_id FROM weeks
+             WHERE collection_id = ?1 AND week_start = ?2",
+            params![collection.to_string(), week_start.to_string()],
+            |row| Ok((uuid_at(row, 0)?, row.get(1)?, row.get(2)?)),
+        )
+        .optional()?;
+    let Some((week_id, status, attempt)) = week else {
+        return Ok(Err(RerunRefusal::NoWeek {
+            schedule: schedule.to_owned(),
+            week: week_start,
+        }));
+    };
+    let hint = match status.as_str() {
+        "completed" | "failed" => None,
+        "running" => Some("wait for its attempt to end, or `chronicle cancel` it"),
+        _ => Some("the next run collects it"),
+    };
+    if let Some(hint) = hint {
+        return Ok(Err(RerunRefusal::NotDone {
+            schedule: schedule.to_owned(),
+            week: week_start,
+            status,
+            hint,
+        }));
+    }
+    Ok(Ok(Named {
+        collection,
+        week_id,
+        status,
+        attempt: attempt.as_deref().and_then(|a| Uuid::parse_str(a).ok()),
+    }))
+}
+
 impl Journal {
+    /// Why a re-run of this week would be refused now, if it would: the
+    /// daemon answers such a request at once, even while the collection
+    /// is busy (it would be refused after the wait all the same).
+    pub fn rerun_refusal(
+        &self,
+        schedule: &str,
+        week_start: NaiveDate,
+    ) -> Result<Option<RerunRefusal>> {
+        let connection = self.lock();
+        check(&connection, schedule, week_start)
+            .map(|checked| checked.err())
+            .map_err(|e| self.sqlite(e))
+    }
+
     /// Journals the re-run of the week of `schedule` starting `week_start`
     /// and returns the week as work for the runner, or why it cannot be
     /// re-run.
@@ -59,44 +132,15 @@ impl Journal {
         ask: &RerunAsk,
     ) -> Result<std::result::Result<WorkItem, RerunRefusal>> {
         self.change(|c| {
-            let collection: Option<Uuid> =
-                c.tx.query_row(
-                    "SELECT id FROM collections WHERE name = ?1",
-                    [schedule],
-                    |row| uuid_at(row, 0),
-                )
-                .optional()?;
-            let Some(collection) = collection else {
-                return Ok(Err(RerunRefusal::NoCollection(schedule.to_owned())));
+            let Named {
+                collection,
+                week_id,
+                status,
+                attempt: superseded,
+            } = match check(&c.tx, schedule, week_start)? {
+                Ok(named) => named,
+                Err(refusal) => return Ok(Err(refusal)),
             };
-            let week: Option<(Uuid, String, Option<String>)> =
-                c.tx.query_row(
-                    "SELECT id, status, attempt_id FROM weeks
-                     WHERE collection_id = ?1 AND week_start = ?2",
-                    params![collection.to_string(), week_start.to_string()],
-                    |row| Ok((uuid_at(row, 0)?, row.get(1)?, row.get(2)?)),
-                )
-                .optional()?;
-            let Some((week_id, status, attempt)) = week else {
-                return Ok(Err(RerunRefusal::NoWeek {
-                    schedule: schedule.to_owned(),
-                    week: week_start,
-                }));
-            };
-            let hint = match status.as_str() {
-                "completed" | "failed" => None,
-                "running" => Some("wait for its attempt to end, or `chronicle cancel` it"),
-                _ => Some("the next run collects it"),
-            };
-            if let Some(hint) = hint {
-                return Ok(Err(RerunRefusal::NotDone {
-                    schedule: schedule.to_owned(),
-                    week: week_start,
-                    status,
-                    hint,
-                }));
-            }
-            let superseded = attempt.as_deref().and_then(|a| Uuid::parse_str(a).ok());
             let seq = c.record(
                 &week_id.to_string(),
                 &Event::WeekRerunRequested(WeekRerun {

@@ -241,6 +241,16 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
         },
     )
     .await;
+    // A running week is not re-run: it is refused, naming what to do.
+    let running = app
+        .chronicle(&["rerun", "weekly", &w3.to_string(), "--reason", "too soon"])
+        .await;
+    assert_eq!(running.status.code(), Some(2), "{}", text(&running));
+    assert!(
+        text(&running).contains("is running") && text(&running).contains("chronicle cancel"),
+        "{}",
+        text(&running)
+    );
     let cancel = app.chronicle(&["cancel", &w3.to_string()]).await;
     assert_eq!(cancel.status.code(), Some(0), "{}", text(&cancel));
     assert!(
@@ -287,6 +297,7 @@ async fn a_range_backfill_a_rerun_and_a_cancel_from_another_process_are_carried_
         ("rerun", "refused"),
         ("rerun", "refused"),
         ("rerun", "completed"),
+        ("rerun", "refused"),
         ("backfill", "failed"),
         ("cancel", "completed"),
     ]
