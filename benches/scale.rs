@@ -148,6 +148,7 @@ fn main() -> Result<()> {
     let (small_schedule, large_schedule) = (schedule(small)?, schedule(large)?);
     let mut plan = [Duration::MAX; 2];
     let mut recovery = [Duration::MAX; 2];
+    let mut scrape = [Duration::MAX; 2];
     for _ in 0..RUNS {
         for (slot, (journal, schedule)) in [
             (&small_journal, &small_schedule),
@@ -169,6 +170,15 @@ fn main() -> Result<()> {
                 planned.work.len()
             );
 
+            // What the daemon does for each GET /metrics.
+            let started = Instant::now();
+            let page = chronicle::daemon::metrics::render(&journal.metrics_snapshot(Utc::now())?);
+            scrape[slot] = scrape[slot].min(started.elapsed());
+            ensure!(
+                page.contains("chronicle_schedule_weeks{"),
+                "the scrape lacks the per-schedule weeks"
+            );
+
             let started = Instant::now();
             let found = recover(journal)?;
             recovery[slot] = recovery[slot].min(started.elapsed());
@@ -187,6 +197,11 @@ fn main() -> Result<()> {
         "start-up recovery (record_runner_start + Journal::work for 100 schedules)",
         recovery[0],
         recovery[1],
+    );
+    report(
+        "one /metrics scrape (Journal::metrics_snapshot + render)",
+        scrape[0],
+        scrape[1],
     );
     println!(
         "  peak memory of this bench process (both journals open, in-process figures): {} (no target: the bench holds more than one command)",

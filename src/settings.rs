@@ -36,6 +36,92 @@ pub struct Settings {
     /// Health and metrics endpoints; off unless `listen` is set.
     #[serde(default)]
     pub http: HttpSettings,
+    /// Where the daemon sends alerts; none unless a URL is set.
+    #[serde(default)]
+    pub alerts: AlertSettings,
+    /// How commands wait for requests the running daemon carries out.
+    #[serde(default)]
+    pub requests: RequestSettings,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertSettings {
+    /// Receives each alert as a JSON object (header `X-Chronicle-Alert-Id`
+    /// and the body's `id` to deduplicate on). A secret: such URLs carry
+    /// tokens, so it is never logged or printed.
+    pub webhook_url: SecretString,
+    /// A Slack incoming webhook: each alert as `{"text": ...}`.
+    pub slack_webhook_url: SecretString,
+    /// Sync failing for longer than this raises an alert.
+    #[serde(with = "humantime_serde")]
+    pub sync_lag: Duration,
+    /// One delivery try may take this long before it counts as failed.
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+}
+
+impl Default for AlertSettings {
+    fn default() -> AlertSettings {
+        AlertSettings {
+            webhook_url: SecretString::default(),
+            slack_webhook_url: SecretString::default(),
+            sync_lag: Duration::from_secs(3600),
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// A configured alert receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Receiver {
+    /// `alerts.webhook_url`: chronicle's JSON object.
+    Webhook,
+    /// `alerts.slack_webhook_url`: Slack's `{"text": ...}`.
+    Slack,
+}
+
+impl Receiver {
+    /// The word the journal keeps deliveries under.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Receiver::Webhook => "webhook",
+            Receiver::Slack => "slack",
+        }
+    }
+}
+
+impl AlertSettings {
+    /// The receivers with a URL, and the URL (a secret).
+    pub fn receivers(&self) -> Vec<(Receiver, &str)> {
+        use secrecy::ExposeSecret;
+        [
+            (Receiver::Webhook, &self.webhook_url),
+            (Receiver::Slack, &self.slack_webhook_url),
+        ]
+        .into_iter()
+        .map(|(receiver, url)| (receiver, url.expose_secret().trim()))
+        .filter(|(_, url)| !url.is_empty())
+        .collect()
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RequestSettings {
+    /// How long `rerun`, `backfill` and `cancel` wait for the running
+    /// daemon to carry their request out (`--wait` wins, `--no-wait`
+    /// returns at once); the request stands either way.
+    #[serde(with = "humantime_serde")]
+    pub wait: Duration,
+}
+
+impl Default for RequestSettings {
+    fn default() -> RequestSettings {
+        RequestSettings {
+            wait: Duration::from_secs(6 * 3600),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -407,6 +493,31 @@ impl Settings {
         if self.reconciler.batch_size == 0 {
             return invalid("reconciler.batch_size", "must be at least 1");
         }
+        if self.alerts.sync_lag.is_zero() {
+            return invalid("alerts.sync_lag", "must be longer than zero");
+        }
+        if self.alerts.timeout.is_zero() {
+            return invalid("alerts.timeout", "must be longer than zero");
+        }
+        if self.requests.wait.is_zero() {
+            return invalid(
+                "requests.wait",
+                "must be longer than zero (`--no-wait` returns at once)",
+            );
+        }
+        // The URLs hold tokens: the error names the key, never the value.
+        for (receiver, url) in self.alerts.receivers() {
+            if !(url.starts_with("http://") || url.starts_with("https://")) {
+                let key = match receiver {
+                    Receiver::Webhook => "alerts.webhook_url",
+                    Receiver::Slack => "alerts.slack_webhook_url",
+                };
+                return invalid(
+                    key,
+                    "is not an http(s) URL (its value is not shown: it is a secret)",
+                );
+            }
+        }
         for (key, url) in [
             ("amc.base_url", &self.amc.base_url),
             ("amc.token_url", &self.amc.token_url),
@@ -518,6 +629,37 @@ mod tests {
                 .unwrap_err()
                 .to_string()
                 .contains("result_rows_limit")
+        );
+    }
+
+    #[test]
+    fn alert_keys_have_defaults_and_a_bad_url_is_named_without_its_value() {
+        let (_dir, settings) = load("");
+        let settings = settings.unwrap();
+        assert!(settings.alerts.receivers().is_empty());
+        assert_eq!(settings.alerts.sync_lag, Duration::from_secs(3600));
+        assert_eq!(settings.requests.wait, Duration::from_secs(6 * 3600));
+        let (_dir, settings) = load(
+            "[alerts]\nwebhook_url = \"https://hooks.example/T0K3N\"\nslack_webhook_url = \" \"\n",
+        );
+        let receivers: Vec<_> = settings
+            .unwrap()
+            .alerts
+            .receivers()
+            .into_iter()
+            .map(|(r, _)| r)
+            .collect();
+        assert_eq!(receivers, [Receiver::Webhook], "a blank URL is unset");
+        let (_dir, settings) = load("[alerts]\nslack_webhook_url = \"hooks/T0K3N\"\n");
+        let error = settings.unwrap_err().to_string();
+        assert!(error.contains("alerts.slack_webhook_url"), "{error}");
+        assert!(!error.contains("T0K3N"), "the URL is a secret: {error}");
+        let (_dir, settings) = load("[alerts]\nsync_lag = \"0s\"\n");
+        assert!(
+            settings
+                .unwrap_err()
+                .to_string()
+                .contains("alerts.sync_lag")
         );
     }
 

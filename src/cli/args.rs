@@ -13,10 +13,19 @@ use clap::{Parser, Subcommand};
 
 use crate::audit::export::{Format, What};
 
+/// `--version`: the crate's version and the commit it was built from
+/// (`build.rs`; `unknown` outside a git checkout).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("CHRONICLE_COMMIT"),
+    ")"
+);
+
 /// chronicle: week-by-week Amazon Marketing Cloud collections, journaled
 /// locally and synced to Supabase Postgres.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(name = "chronicle", version = VERSION, about)]
 pub struct Cli {
     /// Configuration file (defaults: ./config.toml when present, else built-in
     /// defaults; CHRONICLE_SECTION__KEY variables override both).
@@ -38,23 +47,78 @@ pub enum Command {
         #[arg(long, default_value = "chronicle-demo")]
         dir: PathBuf,
     },
-    /// Run every due week of one schedule now, to completion, then exit.
+    /// Run every due week of one schedule now (or those of --from..--to),
+    /// to completion, then exit; a running daemon does it on request.
     Backfill {
         /// The schedule's name (its `name` key, or its file name without .toml).
         schedule: String,
         /// Print the weeks and the request bodies it would send; send nothing.
         #[arg(long)]
         dry_run: bool,
+        /// First day of the range (YYYY-MM-DD): the weeks that hold a day
+        /// of --from..--to are collected, the collection's start moving
+        /// back to --from's week when it began later.
+        #[arg(long, value_parser = parse_date, requires = "to")]
+        from: Option<NaiveDate>,
+        /// Last day of the range (YYYY-MM-DD); its week must be due.
+        #[arg(long, value_parser = parse_date, requires = "from")]
+        to: Option<NaiveDate>,
+        #[command(flatten)]
+        wait: Wait,
+    },
+    /// Run a completed or failed week again: a new attempt, the earlier one
+    /// kept and marked superseded; a running daemon does it on request.
+    Rerun {
+        schedule: String,
+        /// Any day of the week (YYYY-MM-DD).
+        #[arg(value_parser = parse_date)]
+        week: NaiveDate,
+        /// Why, for the journal (with who asked).
+        #[arg(long)]
+        reason: String,
+        #[command(flatten)]
+        wait: Wait,
     },
     /// Cancel a live execution in AMC and journal it; the week goes back to
-    /// pending (a later run submits it again) unless --fail.
+    /// pending (a later run submits it again) unless --fail. A running
+    /// daemon does it on request.
     Cancel {
         /// A week date (YYYY-MM-DD), an attempt id or an AMC execution id.
         key: String,
         /// Mark the week failed instead of pending.
         #[arg(long)]
         fail: bool,
+        #[command(flatten)]
+        wait: Wait,
     },
+    /// Requests left for the running daemon, newest first, with their outcome.
+    Requests {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Alerts raised, newest first, with their delivery to each receiver.
+    Alerts {
+        /// How many to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write a consistent copy of the journal (SQLite's online backup, safe
+    /// while a daemon writes) that `audit` accepts.
+    Backup {
+        /// The copy to write (replaced when it exists; mode 0600).
+        file: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff), e.g. `chronicle man > chronicle.1`.
+    Man,
     /// Drain the journal's pending updates into Postgres once.
     Sync,
     /// Apply the journal's and Postgres's migrations.
@@ -180,10 +244,28 @@ pub enum Command {
     },
 }
 
+/// How a command waits for a request the running daemon carries out.
+#[derive(Debug, Clone, Copy, clap::Args)]
+pub struct Wait {
+    /// With a daemon running: print the request id and return at once.
+    #[arg(long, conflicts_with = "wait")]
+    pub no_wait: bool,
+    /// With a daemon running: wait this long for the outcome (default
+    /// `requests.wait`), e.g. "30m".
+    #[arg(long, value_parser = humantime::parse_duration)]
+    pub wait: Option<Duration>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum QuarantineAction {
     /// Put quarantined rows back in the outbox (all, or the one with this id).
     Retry { id: Option<i64> },
+}
+
+/// Parses a date argument (`2025-01-06`), naming the form expected.
+pub fn parse_date(text: &str) -> Result<NaiveDate, String> {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("`{text}` is not a date of the form YYYY-MM-DD"))
 }
 
 /// Parses `--since`: a date (`2025-03-03`, midnight UTC) or an RFC 3339

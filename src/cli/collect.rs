@@ -1,5 +1,6 @@
-//! The commands that collect: `backfill` (and its dry run), `cancel`,
-//! `run` (the daemon) and `amc-sim` (the simulator alone).
+//! The commands that collect: `backfill --dry-run`, `run` (the daemon)
+//! and `amc-sim` (the simulator alone). `backfill`, `rerun` and `cancel`
+//! themselves are `operations`' (in process, or requests to the daemon).
 //!
 //! Owns their wiring and exit codes; the work is `collect`'s and
 //! `daemon`'s.
@@ -9,43 +10,27 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use chrono::Utc;
+use chrono::{NaiveDate, Utc};
 
 use super::context::Context;
 use super::output::print;
-use super::{outcome, render, shutdown_signal};
+use super::shutdown_signal;
 use crate::amc::client::{Client, http_client};
 use crate::amc::simulator::{self, SimConfig, Simulator};
-use crate::collect::{backfill, cancel};
+use crate::collect::backfill;
 use crate::schedule;
-use crate::telemetry::progress;
 
-pub async fn backfill(ctx: &Context, name: &str, dry_run: bool) -> anyhow::Result<ExitCode> {
+/// `backfill --dry-run [--from D --to D]`: needs no daemon, credentials
+/// or lock; plans on a copy of the journal.
+pub fn dry_run(
+    ctx: &Context,
+    name: &str,
+    range: Option<(NaiveDate, NaiveDate)>,
+) -> anyhow::Result<ExitCode> {
     let settings = ctx.settings()?;
     let schedule = schedule::find(&settings.schedules.dir, name, Utc::now().date_naive())?;
-    if dry_run {
-        let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
-        print(&backfill::dry_run(settings, &schedule, today)?)?;
-        return Ok(ExitCode::SUCCESS);
-    }
-    settings.require_amc_credentials()?;
-    let journal = ctx.journal()?;
-    let api = Client::new(&settings.amc, http_client());
-    let bar = progress::bar(&schedule.name, "weeks");
-    let summary = backfill::run(settings, journal, api, &schedule, "backfill", &bar).await?;
-    print(&render::backfill(&schedule.name, &summary))?;
-    Ok(outcome(summary.report.failed.is_empty()))
-}
-
-pub async fn cancel(ctx: &Context, key: &str, fail: bool) -> anyhow::Result<ExitCode> {
-    let settings = ctx.settings()?;
-    settings.require_amc_credentials()?;
-    let api = Client::new(&settings.amc, http_client());
-    let done = cancel::cancel(ctx.journal()?, &api, key, fail).await?;
-    print(&format!(
-        "cancelled AMC execution {} ({} week {}, attempt {}); the week is now {}\n",
-        done.amc_execution_id, done.collection, done.week_start, done.attempt_id, done.week_status
-    ))?;
+    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+    print(&backfill::dry_run(settings, &schedule, today, range)?)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -4,9 +4,10 @@
 //! The room: `args` (clap's view of the command line), `context` (settings
 //! and the journal, opened once per command), `output` (the one way
 //! commands print, text or `--json`), `render` (what the text says), and
-//! one module per family of commands: `collect`, `sync`, `schedules`,
-//! `inspect`, `audit`, and `demo`. Each family wires; the work is the
-//! library's.
+//! one module per family of commands: `collect`, `operations` (rerun,
+//! backfill and cancel, in process or as requests to the daemon), `sync`,
+//! `schedules`, `inspect`, `audit`, `ops` (alerts, backup, completions, the
+//! man page) and `demo`. Each family wires; the work is the library's.
 
 mod args;
 mod audit;
@@ -14,6 +15,8 @@ mod collect;
 mod context;
 mod demo;
 mod inspect;
+mod operations;
+mod ops;
 mod output;
 mod render;
 mod schedules;
@@ -24,6 +27,7 @@ use std::process::ExitCode;
 pub use args::{Cli, Command, QuarantineAction};
 use context::Context;
 
+use crate::journal::events::Operation;
 use crate::journal::{EventFilter, ExecutionFilter, JournalError};
 use crate::schedule::ScheduleError;
 use crate::settings::ConfigError;
@@ -32,10 +36,44 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let ctx = Context::new(cli.config);
     match cli.command {
         Command::Demo { dir } => Ok(outcome(demo::run(&dir).await?)),
-        Command::Backfill { schedule, dry_run } => {
-            collect::backfill(&ctx, &schedule, dry_run).await
+        Command::Backfill {
+            schedule,
+            dry_run: true,
+            from,
+            to,
+            ..
+        } => collect::dry_run(&ctx, &schedule, from.zip(to)),
+        Command::Backfill {
+            schedule,
+            from,
+            to,
+            wait,
+            ..
+        } => {
+            let range = from.zip(to);
+            operations::ask(&ctx, Operation::Backfill { schedule, range }, wait).await
         }
-        Command::Cancel { key, fail } => collect::cancel(&ctx, &key, fail).await,
+        Command::Rerun {
+            schedule,
+            week,
+            reason,
+            wait,
+        } => {
+            let rerun = Operation::Rerun {
+                schedule,
+                week,
+                reason,
+            };
+            operations::ask(&ctx, rerun, wait).await
+        }
+        Command::Cancel { key, fail, wait } => {
+            operations::ask(&ctx, Operation::Cancel { key, fail }, wait).await
+        }
+        Command::Requests { json } => operations::list(&ctx, json),
+        Command::Alerts { limit, json } => ops::alerts(&ctx, limit, json),
+        Command::Backup { file, json } => ops::backup(&ctx, &file, json),
+        Command::Completions { shell } => ops::completions(shell),
+        Command::Man => ops::man(),
         Command::Run => collect::daemon(&ctx).await,
         Command::AmcSim {
             listen,
@@ -125,10 +163,10 @@ pub fn exit_code(error: &anyhow::Error) -> ExitCode {
             || cause
                 .downcast_ref::<crate::collect::attach::PreflightError>()
                 .is_some_and(|e| e.is_bad_input())
-            || matches!(
-                cause.downcast_ref::<crate::collect::backfill::BackfillError>(),
-                Some(crate::collect::backfill::BackfillError::Preflight(e)) if e.is_bad_input()
-            )
+            || cause
+                .downcast_ref::<crate::collect::backfill::BackfillError>()
+                .is_some_and(|e| e.is_bad_input())
+            || cause.is::<operations::Refused>()
             || matches!(
                 cause.downcast_ref::<crate::warehouse::WarehouseError>(),
                 Some(crate::warehouse::WarehouseError::Schema(_))

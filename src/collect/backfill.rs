@@ -15,8 +15,8 @@ use crate::collect::attach::{self, PreflightError};
 use crate::collect::runner::{RunError, RunReport, Runner};
 use crate::journal::events::ScheduleFiring;
 use crate::journal::{Attached, Journal, JournalError, Plan};
-use crate::schedule::Schedule;
 use crate::schedule::firing::Reason;
+use crate::schedule::{Schedule, week};
 use crate::settings::Settings;
 use crate::sync::Outcome as SyncOutcome;
 use crate::sync::reconciler;
@@ -32,6 +32,19 @@ pub enum BackfillError {
     Preflight(#[from] PreflightError),
     #[error(transparent)]
     Journal(#[from] JournalError),
+    #[error(transparent)]
+    Range(#[from] RangeError),
+}
+
+impl BackfillError {
+    /// What the person asked for cannot be done: exit code 2.
+    pub fn is_bad_input(&self) -> bool {
+        match self {
+            BackfillError::Preflight(e) => e.is_bad_input(),
+            BackfillError::Range(_) => true,
+            BackfillError::Run(_) | BackfillError::Journal(_) => false,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -44,6 +57,41 @@ pub struct Summary {
     pub pending_sync: i64,
 }
 
+/// A `--from`/`--to` range that cannot be collected.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RangeError {
+    #[error("--from {from} is after --to {to}")]
+    Reversed { from: NaiveDate, to: NaiveDate },
+    #[error(
+        "--to {to}: its week is not due yet (AMC data lags `data_lag_days`); the latest due week of `{schedule}` starts {latest}"
+    )]
+    NotDue {
+        schedule: String,
+        to: NaiveDate,
+        latest: NaiveDate,
+    },
+}
+
+/// Checks a range against the schedule's week rules for `today`.
+pub fn check_range(
+    schedule: &Schedule,
+    today: NaiveDate,
+    (from, to): (NaiveDate, NaiveDate),
+) -> Result<(NaiveDate, NaiveDate), RangeError> {
+    if from > to {
+        return Err(RangeError::Reversed { from, to });
+    }
+    let latest = week::latest_due(today, schedule.week_start, schedule.data_lag_days);
+    if week::align(to, schedule.week_start) > latest {
+        return Err(RangeError::NotDue {
+            schedule: schedule.name.clone(),
+            to,
+            latest,
+        });
+    }
+    Ok((from, to))
+}
+
 pub async fn run<A: Api + Clone + 'static>(
     settings: &Settings,
     journal: &Journal,
@@ -52,17 +100,39 @@ pub async fn run<A: Api + Clone + 'static>(
     triggered_by: &str,
     progress: &ProgressBar,
 ) -> Result<Summary, BackfillError> {
+    run_range(
+        settings,
+        journal,
+        api,
+        schedule,
+        None,
+        triggered_by,
+        progress,
+    )
+    .await
+}
+
+/// `run`, for the weeks of `range` only when it is set (`backfill --from
+/// --to`); the range is checked first (exit 2 when reversed or not due).
+pub async fn run_range<A: Api + Clone + 'static>(
+    settings: &Settings,
+    journal: &Journal,
+    api: A,
+    schedule: &Schedule,
+    range: Option<(NaiveDate, NaiveDate)>,
+    triggered_by: &str,
+    progress: &ProgressBar,
+) -> Result<Summary, BackfillError> {
+    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+    if let Some(range) = range {
+        check_range(schedule, today, range)?;
+    }
     let _lock = journal.lock_runner(triggered_by)?;
     let recovering = journal.record_runner_start(triggered_by)?;
     // Before anything is sent to AMC: can Postgres take the rows, and does
     // the application already collect this schedule (then attach)?
     let mut preflight = attach::preflight(settings, journal, &[schedule]).await?;
     let attached = preflight.attached.pop().map(|(_, attached)| attached);
-    // A person asked: journaled like the daemon's decisions, pause or not.
-    journal.record_firing(ScheduleFiring {
-        command: Some(triggered_by.to_owned()),
-        ..ScheduleFiring::new(&schedule.name, Reason::Manual, Utc::now())
-    })?;
     if recovering > 0 {
         tracing::info!(
             attempts = recovering,
@@ -70,18 +140,21 @@ pub async fn run<A: Api + Clone + 'static>(
         );
     }
     let runner = Runner::new(api, journal.clone(), settings);
-    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
-    let (plan, report) = runner
-        .collect(schedule, today, triggered_by, progress)
-        .await?;
+    let command = match range {
+        None => triggered_by.to_owned(),
+        Some((from, to)) => format!("{triggered_by} --from {from} --to {to}"),
+    };
+    let (plan, report) = collect_now(
+        journal,
+        &runner,
+        schedule,
+        range,
+        triggered_by,
+        &command,
+        progress,
+    )
+    .await?;
     progress.finish_and_clear();
-    journal.record_run_finished(
-        &schedule.name,
-        report.outcome(),
-        report.completed.len(),
-        report.failed.len(),
-        None,
-    )?;
     let sync = match settings.postgres_target() {
         None => SyncOutcome::NotConfigured,
         Some(target) => {
@@ -101,6 +174,46 @@ pub async fn run<A: Api + Clone + 'static>(
     })
 }
 
+/// A person's run of one collection now, by a process that holds the
+/// runner lock (`backfill`, or the daemon for a request): journals the
+/// manual firing (pause does not stop a person), plans and runs every due
+/// week or those of `range`, and journals how the run ended.
+pub async fn collect_now<A: Api + Clone + 'static>(
+    journal: &Journal,
+    runner: &Runner<A>,
+    schedule: &Schedule,
+    range: Option<(NaiveDate, NaiveDate)>,
+    triggered_by: &str,
+    command: &str,
+    progress: &ProgressBar,
+) -> Result<(Plan, RunReport), BackfillError> {
+    journal.record_firing(ScheduleFiring {
+        command: Some(command.to_owned()),
+        ..ScheduleFiring::new(&schedule.name, Reason::Manual, Utc::now())
+    })?;
+    let today = Utc::now().with_timezone(&schedule.timezone).date_naive();
+    let (plan, report) = match range {
+        None => {
+            runner
+                .collect(schedule, today, triggered_by, progress)
+                .await?
+        }
+        Some(range) => {
+            runner
+                .collect_range(schedule, today, range, triggered_by, progress)
+                .await?
+        }
+    };
+    journal.record_run_finished(
+        &schedule.name,
+        report.outcome(),
+        report.completed.len(),
+        report.failed.len(),
+        None,
+    )?;
+    Ok((plan, report))
+}
+
 /// `backfill --dry-run`: the weeks a run would work on today and the create
 /// body each new submission would send. Nothing is sent and the journal is
 /// left as it was: planning runs on a copy of it (or on an empty journal
@@ -109,7 +222,11 @@ pub fn dry_run(
     settings: &Settings,
     schedule: &Schedule,
     today: NaiveDate,
-) -> Result<String, JournalError> {
+    range: Option<(NaiveDate, NaiveDate)>,
+) -> Result<String, BackfillError> {
+    if let Some(range) = range {
+        check_range(schedule, today, range)?;
+    }
     let scratch = tempfile::tempdir().map_err(|e| JournalError::Invalid {
         path: settings.journal.path.clone(),
         what: format!("cannot make a scratch folder for the dry run: {e}"),
@@ -118,7 +235,17 @@ pub fn dry_run(
     if settings.journal.path.exists() {
         Journal::open(&settings.journal.path)?.copy_to(&copy)?;
     }
-    let plan = Journal::open(&copy)?.plan(schedule, today)?;
+    let plan = match range {
+        None => Journal::open(&copy)?.plan(schedule, today)?,
+        Some(range) => {
+            let (reaching, first, last) = schedule.reaching(range);
+            let mut plan = Journal::open(&copy)?.plan(&reaching, today)?;
+            plan.work
+                .retain(|item| (first..=last).contains(&item.week_start));
+            plan
+        }
+    };
+
     let resumed = plan
         .work
         .iter()

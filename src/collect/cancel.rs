@@ -9,6 +9,7 @@ use chrono::NaiveDate;
 use uuid::Uuid;
 
 use crate::amc::{Api, ApiError};
+use crate::collect::runner::Cancelling;
 use crate::journal::{Journal, JournalError};
 
 #[derive(Debug, thiserror::Error)]
@@ -64,7 +65,8 @@ pub struct Cancelled {
 }
 
 /// Cancels the one open attempt `key` names. Holds the runner lock, so a
-/// running daemon or backfill does not race it over the same attempt.
+/// running backfill does not race it over the same attempt (a running
+/// daemon carries a cancel out itself: `cancel_in`).
 pub async fn cancel<A: Api>(
     journal: &Journal,
     api: &A,
@@ -72,6 +74,18 @@ pub async fn cancel<A: Api>(
     fail_week: bool,
 ) -> Result<Cancelled, CancelError> {
     let _lock = journal.lock_runner("cancel")?;
+    cancel_in(journal, api, key, fail_week, &Cancelling::default()).await
+}
+
+/// The cancel itself, by a process that holds the runner lock already.
+/// `cancelling` tells this process's weeks to leave the attempt to it.
+pub async fn cancel_in<A: Api>(
+    journal: &Journal,
+    api: &A,
+    key: &str,
+    fail_week: bool,
+    cancelling: &Cancelling,
+) -> Result<Cancelled, CancelError> {
     let mut targets = journal.cancel_targets(key)?;
     let target = match targets.len() {
         0 => return Err(CancelError::NotFound(key.to_owned())),
@@ -91,12 +105,14 @@ pub async fn cancel<A: Api>(
         .amc_execution_id
         .clone()
         .ok_or(CancelError::NotSubmitted(attempt.id))?;
-    api.cancel(&target.instance_id, &execution)
-        .await
-        .map_err(|source| CancelError::Amc {
+    cancelling.begin(attempt.id);
+    if let Err(source) = api.cancel(&target.instance_id, &execution).await {
+        cancelling.abandon(attempt.id);
+        return Err(CancelError::Amc {
             execution: execution.clone(),
             source,
-        })?;
+        });
+    }
     let message = format!("AMC execution {execution} cancelled by `chronicle cancel`");
     journal.record_cancelled(attempt, &message, fail_week)?;
     tracing::info!(attempt = %attempt.id, %execution, fail_week, "cancelled");
@@ -107,4 +123,18 @@ pub async fn cancel<A: Api>(
         amc_execution_id: execution,
         week_status: if fail_week { "failed" } else { "pending" },
     })
+}
+
+impl Cancelled {
+    /// What `chronicle cancel` prints.
+    pub fn describe(&self) -> String {
+        format!(
+            "cancelled AMC execution {} ({} week {}, attempt {}); the week is now {}",
+            self.amc_execution_id,
+            self.collection,
+            self.week_start,
+            self.attempt_id,
+            self.week_status
+        )
+    }
 }

@@ -1,6 +1,8 @@
 //! Collecting weeks through AMC: the runner that sees each week's attempt
 //! through (intent, create, poll, result, outcome), the one-shot `backfill`
-//! built on it, and `cancel`, which ends one attempt on purpose.
+//! built on it, `cancel`, which ends one attempt on purpose, and
+//! `operations`: re-runs, range backfills and cancels by name, carried out
+//! by the command or by the running daemon for it.
 //!
 //! Owns the order of the steps and AMC's concurrency limit. Which weeks are
 //! due is the journal's planning; Postgres is never touched here.
@@ -8,4 +10,5 @@
 pub mod attach;
 pub mod backfill;
 pub mod cancel;
+pub mod operations;
 pub mod runner;

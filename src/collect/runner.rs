@@ -6,7 +6,7 @@
 //! whose create answer was lost. Never touches Postgres (the reconciler
 //! does) and never decides which weeks are due (planning does).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -90,6 +90,40 @@ enum Outcome {
     /// Not known how it ended; the attempt stays open for the next run so
     /// it is resumed, never submitted twice (I2).
     Unresolved(String),
+    /// A person cancelled it in this process: the cancel journals it.
+    Cancelled(String),
+}
+
+/// Attempts a person is cancelling in this process (a `cancel` the daemon
+/// carries out): the week driving one stops when AMC reports it CANCELLED
+/// and leaves the journaling to the cancel, instead of retrying it as a
+/// failure. An id stays once added: the journal says the rest.
+#[derive(Clone, Default)]
+pub struct Cancelling(Arc<Mutex<HashSet<uuid::Uuid>>>);
+
+impl Cancelling {
+    /// Marks `attempt` as being cancelled, before AMC is asked.
+    pub fn begin(&self, attempt: uuid::Uuid) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(attempt);
+    }
+
+    /// AMC refused the cancel: the week goes on as before.
+    pub fn abandon(&self, attempt: uuid::Uuid) {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&attempt);
+    }
+
+    fn contains(&self, attempt: uuid::Uuid) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&attempt)
+    }
 }
 
 /// Live-execution slots per AMC instance, shared by every run of a process.
@@ -146,6 +180,8 @@ pub struct Runner<A> {
     limits: Limits,
     /// The `[amc]` choices beyond polling and limits.
     options: RunOptions,
+    /// Attempts being cancelled in this process.
+    cancelling: Cancelling,
 }
 
 /// What the settings say about foreign executions, creates and results.
@@ -196,7 +232,44 @@ impl<A: Api + Clone + 'static> Runner<A> {
                 result_rows_limit: settings.postgres.result_rows_limit,
                 create_span: amc.create_span(),
             },
+            cancelling: Cancelling::default(),
         }
+    }
+
+    /// The attempts this runner's weeks leave to a cancel in progress.
+    pub fn cancelling(&self) -> &Cancelling {
+        &self.cancelling
+    }
+
+    /// The API the runner calls (a cancel in the daemon uses the same one).
+    pub fn api(&self) -> &A {
+        &self.api
+    }
+
+    /// Like `collect`, for the weeks that hold a day of `from..=to` only:
+    /// the collection's start moves back to `from`'s week when it began
+    /// later (every week from there on is recorded, so the collection stays
+    /// one unbroken run; the weeks outside the range wait for their run).
+    pub async fn collect_range(
+        &self,
+        schedule: &Schedule,
+        today: NaiveDate,
+        (from, to): (NaiveDate, NaiveDate),
+        triggered_by: &str,
+        progress: &ProgressBar,
+    ) -> Result<(Plan, RunReport), RunError> {
+        let (reaching, first, last) = schedule.reaching((from, to));
+        let plan = self.journal.plan(&reaching, today)?;
+        let mut work: Vec<WorkItem> = plan
+            .work
+            .iter()
+            .filter(|item| (first..=last).contains(&item.week_start))
+            .cloned()
+            .collect();
+        progress.set_length(work.len() as u64);
+        work.sort_by_key(|item| (item.open_attempt.is_none(), item.week_start));
+        let report = self.run(schedule, work, triggered_by, progress).await?;
+        Ok((plan, report))
     }
 
     /// Plans `schedule` in the journal for `today` and runs every week that
@@ -242,6 +315,7 @@ impl<A: Api + Clone + 'static> Runner<A> {
                 options: self.options.clone(),
                 instance: instance.clone(),
                 limit: self.limits.per_instance,
+                cancelling: self.cancelling.clone(),
             };
             let slots = instance.slots.clone();
             let progress = progress.clone();
@@ -291,6 +365,8 @@ struct WeekRun<A> {
     instance: Arc<Instance>,
     /// `amc.max_concurrent_executions`.
     limit: usize,
+    /// Attempts a cancel in this process is ending.
+    cancelling: Cancelling,
 }
 
 /// A week counted among those waiting for room, until it is admitted or
@@ -334,6 +410,7 @@ impl<A: Api> WeekRun<A> {
         loop {
             match self.see_through(&mut attempt, fresh).await? {
                 Outcome::Succeeded => return Ok(None),
+                Outcome::Cancelled(reason) => return Ok(Some(reason)),
                 Outcome::Unresolved(reason) => {
                     // Open, never abandoned blind: journaled so `status`,
                     // `weeks` and /metrics can show it until a run settles it.
@@ -471,6 +548,12 @@ impl<A: Api> WeekRun<A> {
             match self.api.get(&self.instance_id, &execution_id).await {
                 Ok(execution) => {
                     malformed = 0;
+                    if execution.status == Status::Cancelled && self.cancelling.contains(attempt.id)
+                    {
+                        return Ok(Outcome::Cancelled(format!(
+                            "AMC execution {execution_id} cancelled by `chronicle cancel`"
+                        )));
+                    }
                     self.journal.record_status(attempt, execution.status)?;
                     if execution.status.is_terminal() && execution.status != Status::Succeeded {
                         let ended = format!(

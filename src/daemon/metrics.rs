@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use crate::journal::MetricsSnapshot;
-use crate::telemetry::counters::amc_errors;
+use crate::telemetry::counters::{
+    AMC_LATENCY, BUCKETS, HistogramSnapshot, POSTGRES_LATENCY, amc_errors,
+};
 
 /// The whole /metrics page.
 pub fn render(snapshot: &MetricsSnapshot) -> String {
@@ -80,7 +82,102 @@ pub fn render(snapshot: &MetricsSnapshot) -> String {
         "Share of completed weeks whose execution (AMC id) is recorded.",
         vec![(String::new(), rate)],
     );
+    family(
+        "chronicle_quarantined_rows",
+        "gauge",
+        "Rows Postgres refused, waiting in the journal's quarantine.",
+        vec![(String::new(), snapshot.quarantined as f64)],
+    );
+    family(
+        "chronicle_unresolved_attempts",
+        "gauge",
+        "Open attempts a run had to leave (latest event attempt.unresolved).",
+        vec![(String::new(), snapshot.unresolved_attempts as f64)],
+    );
+    family(
+        "chronicle_alerts_undelivered",
+        "gauge",
+        "Alerts some configured receiver has not acknowledged yet.",
+        vec![(String::new(), snapshot.undelivered_alerts as f64)],
+    );
+    family(
+        "chronicle_skipped_firings_total",
+        "counter",
+        "Firings skipped (overlap, pause) per schedule.",
+        snapshot
+            .schedules
+            .iter()
+            .map(|(name, s)| (label_set("schedule", name), s.skipped_firings as f64))
+            .collect(),
+    );
+    family(
+        "chronicle_last_success_timestamp_seconds",
+        "gauge",
+        "When a run of the schedule last completed (Unix time).",
+        snapshot
+            .schedules
+            .iter()
+            .filter_map(|(name, s)| Some((label_set("schedule", name), s.last_success?)))
+            .collect(),
+    );
+    family(
+        "chronicle_schedule_weeks",
+        "gauge",
+        "Weeks of each schedule's collection by status.",
+        snapshot
+            .weeks_by_schedule
+            .iter()
+            .flat_map(|(name, statuses)| {
+                statuses.iter().map(move |(status, weeks)| {
+                    (
+                        labels(&[("schedule", name), ("status", status)]),
+                        *weeks as f64,
+                    )
+                })
+            })
+            .collect(),
+    );
+    histogram(
+        &mut out,
+        "chronicle_amc_request_duration_seconds",
+        "AMC API calls (one HTTP request each) since the process started.",
+        &AMC_LATENCY.snapshot(),
+    );
+    histogram(
+        &mut out,
+        "chronicle_postgres_request_duration_seconds",
+        "Postgres batches landed by the reconciler (one round trip each) since the process started.",
+        &POSTGRES_LATENCY.snapshot(),
+    );
     out
+}
+
+/// A Prometheus histogram: cumulative buckets, `+Inf`, sum and count.
+fn histogram(out: &mut String, name: &str, help: &str, seen: &HistogramSnapshot) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} histogram");
+    for (bound, count) in BUCKETS.iter().zip(&seen.cumulative) {
+        let _ = writeln!(out, "{name}_bucket{{le=\"{bound}\"}} {count}");
+    }
+    let _ = writeln!(
+        out,
+        "{name}_bucket{{le=\"+Inf\"}} {}",
+        seen.cumulative.last().copied().unwrap_or(0)
+    );
+    let _ = writeln!(out, "{name}_sum {}", seen.sum_seconds);
+    let _ = writeln!(out, "{name}_count {}", seen.count);
+}
+
+/// `{a="x",b="y"}`, each value escaped.
+fn labels(pairs: &[(&str, &str)]) -> String {
+    let inner: Vec<String> = pairs
+        .iter()
+        .map(|(label, value)| {
+            let set = label_set(label, value);
+            set[1..set.len() - 1].to_owned()
+        })
+        .collect();
+    format!("{{{}}}", inner.join(","))
 }
 
 /// `{label="value"}` with the value escaped as the text format requires
@@ -131,6 +228,35 @@ mod tests {
             !text.contains("chronicle_sync_lag_seconds"),
             "no sync yet: {text}"
         );
+    }
+
+    #[test]
+    fn per_schedule_figures_and_latency_histograms_are_rendered() {
+        let mut snapshot = MetricsSnapshot::default();
+        snapshot.schedules.insert(
+            "weekly".into(),
+            crate::journal::ScheduleFigures {
+                skipped_firings: 3,
+                last_success: Some(1_700_000_000.5),
+            },
+        );
+        snapshot
+            .weeks_by_schedule
+            .entry("weekly".into())
+            .or_default()
+            .insert("failed".into(), 2);
+        snapshot.unresolved_attempts = 1;
+        let text = render(&snapshot);
+        for line in [
+            "chronicle_skipped_firings_total{schedule=\"weekly\"} 3\n",
+            "chronicle_last_success_timestamp_seconds{schedule=\"weekly\"} 1700000000.5\n",
+            "chronicle_schedule_weeks{schedule=\"weekly\",status=\"failed\"} 2\n",
+            "chronicle_unresolved_attempts 1\n",
+            "# TYPE chronicle_amc_request_duration_seconds histogram\n",
+            "chronicle_postgres_request_duration_seconds_bucket{le=\"+Inf\"} ",
+        ] {
+            assert!(text.contains(line), "{line} in {text}");
+        }
     }
 
     #[test]

@@ -4,11 +4,18 @@
 //! /healthz and /metrics, drains the outbox every reconciler interval, and
 //! stops gracefully on SIGTERM/SIGINT.
 //!
+//! It also carries out the requests other processes leave while it holds
+//! the runner lock (`requests`), delivers alerts (`alerts`) and speaks
+//! systemd's notify protocol (`notify`).
+//!
 //! Owns the loop, signals and shutdown. What to decide is `firing`'s; what a
 //! run does is the runner's; what reaches Postgres is the reconciler's.
 
+mod alerts;
 pub mod http;
 pub mod metrics;
+mod notify;
+mod requests;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -24,9 +31,9 @@ use tracing::Instrument;
 
 use crate::amc::Api;
 use crate::collect::attach;
-use crate::collect::runner::{RunReport, Runner};
-use crate::journal::Journal;
+use crate::collect::runner::{RunError, RunReport, Runner};
 use crate::journal::events::{DaemonStopped, RunOutcome, ScheduleFiring, SchedulesReloaded};
+use crate::journal::{AlertKind, DAEMON, Journal, NewAlert};
 use crate::schedule::firing::{self, Clock, Decider, Reason, SystemClock, Timer};
 use crate::schedule::{self, Schedule};
 use crate::settings::Settings;
@@ -166,6 +173,10 @@ struct Daemon<A> {
     /// cut returns no name of its own, yet its collection must be freed.
     running: HashMap<tokio::task::Id, String>,
     settings: Settings,
+    /// Requests of other processes being carried out.
+    requests: requests::Requests,
+    /// When this daemon started: refused credentials alert once per start.
+    started: DateTime<Utc>,
 }
 
 impl<A: Api + Clone + 'static> Daemon<A> {
@@ -190,6 +201,7 @@ impl<A: Api + Clone + 'static> Daemon<A> {
         let (settings, journal) = (self.settings.clone(), self.journal.clone());
         let name = schedule.name.clone();
         let schedule = schedule.clone();
+        let started = self.started;
         let span = tracing::info_span!(
             "collection_run",
             schedule = %schedule.name,
@@ -218,7 +230,12 @@ impl<A: Api + Clone + 'static> Daemon<A> {
                     Ok::<_, anyhow::Error>(report)
                 }
                 .await
-                .map_err(|e| format!("{e:#}"));
+                .map_err(|e| {
+                    if let Some(RunError::Auth(why)) = e.downcast_ref::<RunError>() {
+                        credentials_refused(&journal, started, &why.to_string());
+                    }
+                    format!("{e:#}")
+                });
                 (schedule.name.clone(), result)
             }
             .instrument(span),
@@ -329,6 +346,23 @@ impl<A: Api + Clone + 'static> Daemon<A> {
     }
 }
 
+/// Raises the `credentials_refused` alert, once per daemon start: every
+/// run fails the same way until the credentials are fixed.
+fn credentials_refused(journal: &Journal, started: DateTime<Utc>, why: &str) {
+    let alert = NewAlert {
+        kind: AlertKind::CredentialsRefused,
+        cause: format!("{}:{}", std::process::id(), started.to_rfc3339()),
+        subject: "amc".to_owned(),
+        summary: format!(
+            "Login with Amazon refused chronicle's credentials; no week can run until they are fixed: {why}"
+        ),
+        details: serde_json::json!({ "error": why }),
+    };
+    if let Err(e) = journal.raise_alert(&alert) {
+        tracing::error!(error = %e, "cannot journal the alert about refused credentials");
+    }
+}
+
 pub async fn run<A: Api + Clone + 'static>(
     settings: Settings,
     schedules: Vec<Schedule>,
@@ -336,7 +370,9 @@ pub async fn run<A: Api + Clone + 'static>(
     api: A,
     mut control: mpsc::Receiver<Control>,
 ) -> anyhow::Result<()> {
-    let _lock = journal.lock_runner("run")?;
+    let _lock = journal.lock_runner(DAEMON)?;
+    let started = Utc::now();
+    requests::Requests::settle_interrupted(&journal)?;
     let recovering = journal.record_runner_start("run")?;
     if recovering > 0 {
         tracing::info!(
@@ -395,6 +431,13 @@ pub async fn run<A: Api + Clone + 'static>(
             stopped(),
         ))
     });
+    let deliverer = alerts::Deliverer {
+        settings: settings.alerts.clone(),
+        started,
+        postgres: settings.postgres_url().is_some(),
+        journal_id: journal.journal_id()?,
+    };
+    let delivery = tokio::spawn(alerts::run(journal.clone(), deliverer, stopped()));
     let mut daemon = Daemon {
         runner: Arc::new(Runner::new(api, journal.clone(), &settings)),
         journal: journal.clone(),
@@ -402,10 +445,18 @@ pub async fn run<A: Api + Clone + 'static>(
         runs: JoinSet::new(),
         running: HashMap::new(),
         settings: settings.clone(),
+        requests: requests::Requests::default(),
+        started,
     };
     daemon.start_up(&loaded, clock.now())?;
     daemon.arm(&loaded)?;
     tracing::info!(schedules = loaded.schedules.len(), "daemon started");
+    let notifier = notify::Notifier::from_env();
+    notifier.ready();
+    // Pinged from this loop itself: a wedged loop stops the pings and
+    // systemd restarts the daemon.
+    let mut watchdog = notifier.watchdog_every().map(tokio::time::interval);
+    let mut poll_requests = tokio::time::interval(requests::POLL);
 
     let mut watched = folder_fingerprint(&settings.schedules.dir);
     let mut watch = settings.scheduler.watch_interval.map(tokio::time::interval);
@@ -434,15 +485,33 @@ pub async fn run<A: Api + Clone + 'static>(
                 }
             }
             Some(done) = daemon.runs.join_next_with_id() => daemon.joined(done)?,
+            _ = poll_requests.tick() => daemon.requests.poll(
+                &daemon.journal,
+                &daemon.settings,
+                &daemon.runner,
+                &mut daemon.decider,
+            )?,
+            Some(done) = daemon.requests.tasks.join_next_with_id() => {
+                daemon.requests.joined(&daemon.journal, &mut daemon.decider, done)?;
+            }
+            _ = async { watchdog.as_mut().expect("guarded").tick().await }, if watchdog.is_some() => {
+                notifier.watchdog();
+            }
         }
     }
 
+    notifier.stopping();
     let _ = stop_serving.send(true);
     let grace = settings.scheduler.shutdown_timeout;
     tracing::info!(grace = ?grace, "stopping: no new firings; in-flight runs get the grace period, live AMC executions keep running and are resumed at the next start");
     let drained = tokio::time::timeout(grace, async {
         while let Some(done) = daemon.runs.join_next_with_id().await {
             daemon.joined(done)?;
+        }
+        while let Some(done) = daemon.requests.tasks.join_next_with_id().await {
+            daemon
+                .requests
+                .joined(&daemon.journal, &mut daemon.decider, done)?;
         }
         anyhow::Ok(())
     })
@@ -459,10 +528,21 @@ pub async fn run<A: Api + Clone + 'static>(
                 }
                 daemon.joined(done)?;
             }
+            // A cut request is finished as such: its command stops waiting.
+            daemon.requests.tasks.abort_all();
+            while let Some(done) = daemon.requests.tasks.join_next_with_id().await {
+                daemon
+                    .requests
+                    .joined(&daemon.journal, &mut daemon.decider, done)?;
+            }
         }
         Ok(result) => result?,
     }
     let _ = stop_background.send(true);
+    // A send cut here was not journaled as delivered: the next start sends
+    // it again, with the same id.
+    delivery.abort();
+    let _ = delivery.await;
     if let Some(reconciler) = reconciler {
         // The loop only sees the stop between drains; one under way (a
         // connect to an unreachable Postgres takes seconds) would stretch

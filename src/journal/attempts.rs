@@ -10,6 +10,7 @@ use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{OptionalExtension, Row, params};
 use uuid::Uuid;
 
+use super::alerts::{self, AlertKind, NewAlert};
 use super::events::{
     AttemptAbandoned, AttemptEnded, AttemptIntent, AttemptStatus, AttemptSubmitted,
     AttemptSucceeded, Event, RunnerStarted,
@@ -359,7 +360,38 @@ impl Journal {
             )?;
             c.mark(Entity::Execution, attempt.id, seq)?;
             c.mark(Entity::Week, attempt.week_id, seq)?;
-            c.touch_collection_of_week(attempt.week_id, seq)
+            c.touch_collection_of_week(attempt.week_id, seq)?;
+            // A week failed after its retries: the operator hears of it
+            // from this same transaction, so a crash cannot lose the alert.
+            if !retry && matches!(event, Event::AttemptFailed(_)) {
+                let (schedule, week): (String, String) = c.tx.query_row(
+                    "SELECT c.name, w.week_start FROM weeks w
+                     JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
+                    [attempt.week_id.to_string()],
+                    |row| Ok((row.get(0)?, row.get(1)?)),
+                )?;
+                alerts::raise(
+                    c,
+                    &NewAlert {
+                        kind: AlertKind::WeekFailed,
+                        cause: attempt.id.to_string(),
+                        subject: attempt.week_id.to_string(),
+                        summary: format!(
+                            "{schedule} week {week} failed after its retries: {message}"
+                        ),
+                        details: serde_json::json!({
+                            "schedule": schedule,
+                            "week_start": week,
+                            "week_id": attempt.week_id,
+                            "attempt_id": attempt.id,
+                            "amc_execution_id": attempt.amc_execution_id,
+                            "amc_status": status.as_str(),
+                            "error": message,
+                        }),
+                    },
+                )?;
+            }
+            Ok(())
         })
     }
 

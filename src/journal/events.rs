@@ -84,6 +84,19 @@ events! {
     SchedulesReloaded(SchedulesReloaded) = "schedules.reloaded",
     /// How a daemon's shutdown went.
     DaemonStopped(DaemonStopped) = "daemon.stopped",
+    /// A person asked for a completed or failed week to run again: it is
+    /// pending again, its earlier attempt kept and marked superseded.
+    WeekRerunRequested(WeekRerun) = "week.rerun_requested",
+    /// A command asked the running daemon to carry out an operation.
+    RequestMade(RequestMade) = "request.made",
+    /// The daemon took the request up.
+    RequestStarted(RequestStarted) = "request.started",
+    /// How the request ended, as the command prints it.
+    RequestFinished(RequestFinished) = "request.finished",
+    /// Something an operator must hear of, queued for the webhooks.
+    AlertRaised(AlertRaised) = "alert.raised",
+    /// A receiver answered 2xx to an alert.
+    AlertDelivered(AlertDelivered) = "alert.delivered",
 }
 
 /// Why a stored event could not be read back as an [`Event`].
@@ -361,6 +374,151 @@ pub struct DaemonStopped {
     /// How the final sync went.
     pub final_sync: String,
     pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WeekRerun {
+    pub collection_id: Uuid,
+    pub week_start: NaiveDate,
+    /// `completed` or `failed`: what the week was.
+    pub previous_status: String,
+    /// The week's attempt until now, kept and marked superseded.
+    pub superseded_attempt: Option<Uuid>,
+    /// The OS user who asked.
+    pub by: Option<String>,
+    /// Why, in the person's words (`--reason`).
+    pub reason: String,
+    /// The request the daemon carried it out for, if it was one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request: Option<i64>,
+}
+
+/// What a person asked for, as a request to the daemon carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum Operation {
+    /// `chronicle rerun <schedule> <week>`.
+    Rerun {
+        schedule: String,
+        /// Any day of the week.
+        week: NaiveDate,
+        reason: String,
+    },
+    /// `chronicle backfill <schedule> [--from D --to D]`.
+    Backfill {
+        schedule: String,
+        /// Both or neither: the weeks that hold a day of the range.
+        range: Option<(NaiveDate, NaiveDate)>,
+    },
+    /// `chronicle cancel <key> [--fail]`.
+    Cancel { key: String, fail: bool },
+}
+
+impl Operation {
+    /// The stored `kind` word.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Operation::Rerun { .. } => "rerun",
+            Operation::Backfill { .. } => "backfill",
+            Operation::Cancel { .. } => "cancel",
+        }
+    }
+
+    /// The schedule whose collection the operation runs, if it runs one.
+    pub fn schedule(&self) -> Option<&str> {
+        match self {
+            Operation::Rerun { schedule, .. } | Operation::Backfill { schedule, .. } => {
+                Some(schedule)
+            }
+            Operation::Cancel { .. } => None,
+        }
+    }
+
+    /// The command line that asks for it, for logs and the journal.
+    pub fn command(&self) -> String {
+        match self {
+            Operation::Rerun { schedule, week, .. } => format!("rerun {schedule} {week}"),
+            Operation::Backfill {
+                schedule,
+                range: None,
+            } => format!("backfill {schedule}"),
+            Operation::Backfill {
+                schedule,
+                range: Some((from, to)),
+            } => format!("backfill {schedule} --from {from} --to {to}"),
+            Operation::Cancel { key, fail: false } => format!("cancel {key}"),
+            Operation::Cancel { key, fail: true } => format!("cancel {key} --fail"),
+        }
+    }
+}
+
+/// How a request ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RequestOutcome {
+    /// Done as asked.
+    Completed,
+    /// Carried out, and something failed (a week, AMC's answer).
+    Failed,
+    /// Not carried out: what it named does not exist or cannot be done now.
+    Refused,
+}
+
+impl RequestOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RequestOutcome::Completed => "completed",
+            RequestOutcome::Failed => "failed",
+            RequestOutcome::Refused => "refused",
+        }
+    }
+
+    pub fn parse(word: &str) -> Option<RequestOutcome> {
+        Some(match word {
+            "completed" => RequestOutcome::Completed,
+            "failed" => RequestOutcome::Failed,
+            "refused" => RequestOutcome::Refused,
+            _ => return None,
+        })
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestMade {
+    pub request: i64,
+    pub operation: Operation,
+    pub by: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestStarted {
+    pub request: i64,
+    /// The daemon's pid.
+    pub pid: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestFinished {
+    pub request: i64,
+    pub outcome: RequestOutcome,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertRaised {
+    /// UUIDv5 of the cause: what a receiver deduplicates on.
+    pub alert: Uuid,
+    pub kind: String,
+    pub summary: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlertDelivered {
+    pub alert: Uuid,
+    /// `webhook` or `slack`.
+    pub receiver: String,
+    /// The HTTP status it answered.
+    pub status: u16,
 }
 
 #[cfg(test)]

@@ -91,6 +91,43 @@ impl Journal {
     }
 }
 
+/// The process holding a journal's runner lock, as its lock file names it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunnerHolder {
+    /// `pid N (chronicle COMMAND, started T)`.
+    pub note: String,
+    /// It is a daemon (`chronicle run`): it carries out requests.
+    pub daemon: bool,
+    /// Its process id, as the note gives it.
+    pub pid: Option<u32>,
+}
+
+impl Journal {
+    /// Who holds the runner lock now, if anyone: taken and let go at
+    /// once when free. A command asks before deciding to run in process
+    /// or to leave a request for the daemon.
+    pub fn runner_holder(&self) -> Result<Option<RunnerHolder>> {
+        match self.lock_runner("probe") {
+            Ok(lock) => {
+                drop(lock);
+                Ok(None)
+            }
+            Err(JournalError::Busy { holder, .. }) => Ok(Some(RunnerHolder {
+                daemon: holder.contains(&format!("(chronicle {DAEMON},")),
+                pid: holder
+                    .strip_prefix("pid ")
+                    .and_then(|rest| rest.split_whitespace().next())
+                    .and_then(|pid| pid.parse().ok()),
+                note: holder,
+            })),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The command name the daemon's lock note carries.
+pub const DAEMON: &str = "run";
+
 /// Who else may hold the open lock at the same time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Access {

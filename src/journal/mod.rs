@@ -17,9 +17,16 @@
 //! - `outbox` and `rows`: what waits for Postgres and the rows it is sent as.
 //! - `views`: what commands print; `replay`: the state the log implies, for
 //!   the audit and lineage; `identity`: deterministic ids (I5).
+//! - Operating it (V9): `rerun` (a week run again on a person's request),
+//!   `requests` (what a command asks the running daemon to do), `alerts`
+//!   (raised inside the change that causes them, delivered by the daemon),
+//!   `unresolved` (attempts a run had to leave open), `backup` (SQLite's
+//!   online backup of a live journal).
 
+pub mod alerts;
 mod attach;
 mod attempts;
+mod backup;
 mod chain;
 mod change;
 pub mod events;
@@ -29,6 +36,8 @@ mod open;
 mod outbox;
 mod plan;
 pub mod replay;
+mod requests;
+mod rerun;
 mod rows;
 mod scheduler;
 mod sql;
@@ -40,19 +49,24 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use rusqlite::Connection;
 
+pub use alerts::{Alert, AlertKind, NewAlert};
 pub use attach::{Attached, misaligned};
 pub use attempts::{CancelTarget, OpenAttempt, Phase, WorkItem};
+pub use backup::BackupReport;
 pub use chain::{ChainBreak, GENESIS, LinkFault, hash as event_hash, link_fault};
-pub use lock::RunnerLock;
+pub use lock::{DAEMON, RunnerHolder, RunnerLock};
 pub use outbox::{Entity, OutboxEntry, Pending, Quarantined};
 pub use plan::Plan;
+pub use requests::{Request, RequestState};
+pub use rerun::{RerunAsk, RerunRefusal};
 pub use rows::execution_status;
-pub use scheduler::ScheduleRecord;
+pub use scheduler::{ScheduleRecord, whoami};
+pub use unresolved::Unresolved;
 pub use views::health::SyncHealth;
 pub use views::lineage::{AttemptView, Lineage, SyncedValues, WeekView};
 pub use views::listings::{ExecutionFilter, ExecutionLine, WeekLine};
 pub use views::log::{ChainHead, EventFilter, StoredEvent};
-pub use views::metrics::MetricsSnapshot;
+pub use views::metrics::{MetricsSnapshot, ScheduleFigures};
 pub use views::state::{StateRow, StateTables};
 pub use views::status::{CollectionSummary, RunnerStart, StatusReport};
 

@@ -14,6 +14,7 @@ use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, 
 use serde::Serialize;
 use serde_json::json;
 
+use super::alerts::{self, AlertKind, NewAlert};
 use super::sql::timestamp;
 use super::{Journal, Result, rows};
 use crate::warehouse::rows::Batch;
@@ -232,28 +233,39 @@ impl Journal {
         let Some(newest) = changes.iter().max_by_key(|e| e.seq) else {
             return Ok(());
         };
-        let mut connection = self.lock();
-        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
-        tx.execute(
-            "INSERT INTO quarantine (entity, entity_id, seq, error, quarantined_at)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![
-                newest.entity,
-                newest.entity_id,
-                newest.seq,
-                error,
-                timestamp(Utc::now())
-            ],
-        )
-        .and_then(|_| {
+        // One transaction with the alert it raises: a quarantined row is
+        // never left unannounced (the alert id is the row and its change).
+        self.change(|c| {
+            c.execute(
+                "INSERT INTO quarantine (entity, entity_id, seq, error, quarantined_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![newest.entity, newest.entity_id, newest.seq, error, c.at],
+            )?;
             // Its later entries too, or each batch would refuse it again.
-            tx.execute(
+            c.execute(
                 "DELETE FROM outbox WHERE entity = ?1 AND entity_id = ?2",
                 params![newest.entity, newest.entity_id],
-            )
+            )?;
+            alerts::raise(
+                c,
+                &NewAlert {
+                    kind: AlertKind::RowQuarantined,
+                    cause: format!("{}:{}:{}", newest.entity, newest.entity_id, newest.seq),
+                    subject: newest.entity_id.clone(),
+                    summary: format!(
+                        "Postgres refused {} {}; it waits in quarantine: {error}",
+                        newest.entity, newest.entity_id
+                    ),
+                    details: json!({
+                        "entity": newest.entity,
+                        "entity_id": newest.entity_id,
+                        "journal_seq": newest.seq,
+                        "error": error,
+                    }),
+                },
+            )?;
+            Ok(())
         })
-        .map_err(|e| self.sqlite(e))?;
-        tx.commit().map_err(|e| self.sqlite(e))
     }
 
     /// Puts quarantined rows (one, or all with `None`) back in the outbox

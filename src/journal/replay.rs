@@ -197,6 +197,7 @@ impl Replay {
                         ("data_checksum", json!(imported.data_checksum)),
                         ("error_message", Value::Null),
                         ("triggered_by", json!(IMPORTED)),
+                        ("superseded", json!(0)),
                         ("journal_seq", json!(seq)),
                     ]);
                     self.state
@@ -214,6 +215,7 @@ impl Replay {
                     ("data_checksum", Value::Null),
                     ("error_message", Value::Null),
                     ("triggered_by", json!(intent.triggered_by)),
+                    ("superseded", json!(0)),
                     ("journal_seq", json!(seq)),
                 ]);
                 self.state
@@ -338,6 +340,25 @@ impl Replay {
                     self.set("week", &week, seq, [("status", json!("pending"))]);
                 }
             }
+            // The week is pending again; its attempt until now is kept,
+            // marked superseded (`rerun::record_rerun`).
+            Event::WeekRerunRequested(rerun) => {
+                if let Some(attempt) = rerun.superseded_attempt {
+                    self.set(
+                        "execution",
+                        &attempt.to_string(),
+                        seq,
+                        [("superseded", json!(1))],
+                    );
+                }
+                self.set(
+                    "week",
+                    subject,
+                    seq,
+                    [("status", json!("pending")), ("error_message", Value::Null)],
+                );
+                self.touch_collection(subject, seq);
+            }
             // Leaves the attempt as it was; only its reason is recorded.
             Event::AttemptUnresolved(_)
             | Event::RunnerStarted(_)
@@ -347,7 +368,14 @@ impl Replay {
             | Event::SchedulePaused(_)
             | Event::ScheduleResumed(_)
             | Event::SchedulesReloaded(_)
-            | Event::DaemonStopped(_) => return Applied::Record,
+            | Event::DaemonStopped(_)
+            // Requests and alerts are the operator's record: their tables
+            // are bookkeeping the replay does not check.
+            | Event::RequestMade(_)
+            | Event::RequestStarted(_)
+            | Event::RequestFinished(_)
+            | Event::AlertRaised(_)
+            | Event::AlertDelivered(_) => return Applied::Record,
         }
         Applied::State
     }

@@ -11,6 +11,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use serde::Serialize;
 
+use super::alerts::{self, AlertKind, NewAlert};
 use super::change::Change;
 use super::events::{
     DaemonStopped, Event, PauseChange, RunOutcome, ScheduleArmed, ScheduleFiring,
@@ -18,6 +19,7 @@ use super::events::{
 };
 use super::sql::parse_timestamp;
 use super::{Journal, Result, identity};
+use crate::schedule::firing::Reason;
 
 /// What `chronicle schedules` shows of a schedule's past.
 #[derive(Debug, Clone, Default, Serialize)]
@@ -69,10 +71,56 @@ impl Journal {
             firing.reason,
             firing.scheduled_for.clone(),
         );
+        let skipped = !reason.runs();
         self.scheduler_change(&schedule, &Event::ScheduleFiring(firing), |c| {
             c.execute(
-                "UPDATE schedule_state SET last_decision_at = ?1, last_reason = ?2 WHERE name = ?3",
-                params![at, reason.as_str(), schedule],
+                "UPDATE schedule_state SET last_decision_at = ?1, last_reason = ?2,
+                     skipped_firings = skipped_firings + ?3
+                 WHERE name = ?4",
+                params![at, reason.as_str(), i64::from(skipped), schedule],
+            )?;
+            // An overlap means a run outlasted the cron's interval: each
+            // one is alerted. A pause is a person's choice (journaled with
+            // who): its first skipped firing is alerted, the later ones of
+            // the same pause only counted, or a paused hourly schedule
+            // would page someone every hour.
+            let (cause, why) = match reason {
+                Reason::SkippedOverlap => (
+                    format!("{schedule}:{at}"),
+                    "the previous run was still going".to_owned(),
+                ),
+                Reason::SkippedPaused => {
+                    let paused_at: Option<String> = c.tx.query_row(
+                        "SELECT paused_at FROM schedule_state WHERE name = ?1",
+                        [&schedule],
+                        |row| row.get(0),
+                    )?;
+                    let since = paused_at.unwrap_or_default();
+                    (
+                        format!("{schedule}:paused:{since}"),
+                        format!(
+                            "it is paused (since {since}); later firings are skipped without an alert until `chronicle resume`"
+                        ),
+                    )
+                }
+                _ => return Ok(()),
+            };
+            alerts::raise(
+                c,
+                &NewAlert {
+                    kind: AlertKind::FiringSkipped,
+                    cause,
+                    subject: identity::collection_id(&schedule).to_string(),
+                    summary: format!(
+                        "{schedule}: the firing for {at} was skipped ({}): {why}",
+                        reason.as_str()
+                    ),
+                    details: serde_json::json!({
+                        "schedule": schedule,
+                        "scheduled_for": at,
+                        "reason": reason.as_str(),
+                    }),
+                },
             )?;
             Ok(())
         })
@@ -123,8 +171,10 @@ impl Journal {
         );
         self.scheduler_change(schedule, &event, |c| {
             c.execute(
-                "UPDATE schedule_state SET last_outcome = ?1, last_outcome_at = ?2 WHERE name = ?3",
-                params![summary, c.at, schedule],
+                "UPDATE schedule_state SET last_outcome = ?1, last_outcome_at = ?2,
+                     last_success_at = CASE WHEN ?3 THEN ?2 ELSE last_success_at END
+                 WHERE name = ?4",
+                params![summary, c.at, outcome == RunOutcome::Completed, schedule],
             )?;
             Ok(())
         })
@@ -196,9 +246,36 @@ impl Journal {
     }
 }
 
-/// Who paused a schedule, as far as the process can tell.
-fn whoami() -> Option<String> {
+/// Who paused a schedule (or asked for a re-run), as far as the process
+/// can tell.
+pub fn whoami() -> Option<String> {
     std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(account_name)
+}
+
+/// The effective user's name from the password database (a service or a
+/// `sudo` shell may set neither USER nor LOGNAME), else `uid N`.
+fn account_name() -> Option<String> {
+    let uid = unsafe { libc::geteuid() };
+    let mut entry: libc::passwd = unsafe { std::mem::zeroed() };
+    let mut buffer = vec![0 as libc::c_char; 4096];
+    let mut found: *mut libc::passwd = std::ptr::null_mut();
+    // getpwuid_r: the re-entrant form, writing into our own buffer.
+    let status = unsafe {
+        libc::getpwuid_r(
+            uid,
+            &mut entry,
+            buffer.as_mut_ptr(),
+            buffer.len(),
+            &mut found,
+        )
+    };
+    if status == 0 && !found.is_null() && !entry.pw_name.is_null() {
+        let name = unsafe { std::ffi::CStr::from_ptr(entry.pw_name) };
+        return Some(name.to_string_lossy().into_owned());
+    }
+    Some(format!("uid {uid}"))
 }

@@ -239,6 +239,21 @@ impl Schedule {
 }
 
 impl Schedule {
+    /// The schedule with its start reaching back to the week of `from` (planning
+    /// keeps the earlier of that and the recorded start), and the first and
+    /// last week that hold a day of `from..=to`.
+    pub fn reaching(&self, (from, to): (NaiveDate, NaiveDate)) -> (Schedule, NaiveDate, NaiveDate) {
+        let (first, last) = (
+            week::align(from, self.week_start),
+            week::align(to, self.week_start),
+        );
+        let reaching = Schedule {
+            backfill: Backfill::From(first),
+            ..self.clone()
+        };
+        (reaching, first, last)
+    }
+
     /// The create body for one of its weeks: the same on every attempt, so
     /// a retry asks AMC for exactly the same data.
     pub fn request(&self, week_start: NaiveDate) -> CreateExecution {

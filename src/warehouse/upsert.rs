@@ -20,6 +20,7 @@ impl Warehouse {
     /// older journal state; the same state may be written again (that is
     /// how `verify --repair` mends a row edited by hand).
     pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
+        let _timed = crate::telemetry::counters::POSTGRES_LATENCY.time();
         let pairs: Vec<(&str, &str)> = batch
             .collections
             .iter()

@@ -303,7 +303,9 @@ async fn a_second_runner_on_the_same_journal_is_refused_while_status_still_works
     )
     .await;
 
-    let second = app.chronicle(&["backfill", "weekly"]).await;
+    // A second daemon; a `backfill` would be a request this one carries
+    // out (`operations`).
+    let second = app.chronicle(&["run"]).await;
     assert_eq!(second.status.code(), Some(1), "{}", text(&second));
     let stderr = String::from_utf8_lossy(&second.stderr);
     assert!(

@@ -200,6 +200,23 @@ async fn the_daemon_journals_its_decisions_stops_on_sigterm_and_the_next_start_r
         metrics.contains("chronicle_execution_id_population_ratio"),
         "{metrics}"
     );
+    // Skipped firings are counted per schedule, and each overlap alerted.
+    let skipped: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("chronicle_skipped_firings_total{schedule=\"weekly\"} ")?
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{metrics}"));
+    assert!(skipped >= 1.0, "{metrics}");
+    assert!(
+        count(
+            &journal,
+            "SELECT count(*) FROM alerts WHERE kind = 'firing_skipped'"
+        ) >= 1,
+        "an overlap raises an alert"
+    );
 
     stop(daemon, &lines).await;
     assert_eq!(app.ledger().len(), 3);
@@ -349,6 +366,13 @@ async fn a_paused_schedule_is_skipped_and_journaled_and_a_bad_reload_keeps_the_r
         })
     })
     .await;
+    // One alert for the pause's skips, not one per skipped firing.
+    let paused_alerts = count(
+        &journal,
+        "SELECT count(*) FROM alerts WHERE kind = 'firing_skipped'
+         AND details LIKE '%skipped-paused%'",
+    );
+    assert_eq!(paused_alerts, 1);
     let skipped_before = firing_reasons(&journal).len();
     eventually(
         "firings go on with the old set",

@@ -61,6 +61,23 @@ async fn a_refused_row_is_quarantined_while_the_others_land_and_retry_requeues_i
     );
     let status = json(&app, &["status", "--json"]).await;
     assert_eq!(status["quarantined"], 1);
+    // Raised with the quarantine, in its transaction: never unannounced.
+    let alerts = json(&app, &["alerts", "--json"]).await;
+    let quarantine_alerts: Vec<_> = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["kind"] == "row_quarantined")
+        .collect();
+    assert_eq!(quarantine_alerts.len(), 1, "{alerts}");
+    assert_eq!(quarantine_alerts[0]["subject"], quarantined[0]["entity_id"]);
+    assert!(
+        quarantine_alerts[0]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("not_that_week"),
+        "{alerts}"
+    );
 
     pg.batch_execute("ALTER TABLE report_data_weeks DROP CONSTRAINT not_that_week")
         .await
@@ -221,7 +238,7 @@ fn pgbouncer(server_port: u16) -> Pooler {
     let binary = ["/usr/sbin/pgbouncer", "/usr/bin/pgbouncer"]
         .into_iter()
         .find(|p| Path::new(p).exists())
-        .expect("pgbouncer not found: install the Debian package `pgbouncer` (apt-get install pgbouncer)");
+        .expect("pgbouncer not found: run the tests with `.ci/run`, which installs it, or install the Debian package `pgbouncer` (apt-get install pgbouncer)");
     let dir = tempfile::Builder::new()
         .prefix("chronicle-pgb-")
         .tempdir_in("/tmp")

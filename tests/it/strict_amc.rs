@@ -231,11 +231,50 @@ async fn a_listing_that_keeps_failing_leaves_the_attempt_open_and_visible_then_5
         unresolved, 2,
         "each attempt left open is journaled with its reason"
     );
+    // Visible without reading the log: `status` counts them with their
+    // reasons, `weeks` marks their weeks, each raised an alert.
+    let status = run_chronicle(&app.config_path, &["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["unresolved_attempts"], 2, "{status}");
+    assert!(
+        status["unresolved"][0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("cannot tell whether AMC created"),
+        "{status}"
+    );
+    let said = run_chronicle(&app.config_path, &["status"]).await;
+    assert!(
+        String::from_utf8_lossy(&said.stdout).contains("open attempts left unresolved: 2"),
+        "{}",
+        text(&said)
+    );
+    let weeks = run_chronicle(&app.config_path, &["weeks", "weekly", "--json"]).await;
+    let weeks: serde_json::Value = serde_json::from_slice(&weeks.stdout).unwrap();
+    assert!(
+        weeks.as_array().unwrap().iter().all(|w| w["unresolved"]
+            .as_str()
+            .is_some_and(|r| r.contains("cannot tell"))),
+        "{weeks}"
+    );
+    let table = run_chronicle(&app.config_path, &["weeks", "weekly"]).await;
+    assert!(
+        String::from_utf8_lossy(&table.stdout).contains("running *"),
+        "{}",
+        text(&table)
+    );
+    assert_eq!(
+        app.count("SELECT count(*) FROM alerts WHERE kind = 'attempt_unresolved'"),
+        2
+    );
 
     sim.simulator.set_faults(Faults::default());
     let output = app.backfill().await;
     assert_eq!(output.status.code(), Some(0), "{}", text(&output));
     assert_eq!(sim.simulator.ledger().len(), 2, "nothing submitted twice");
+    let status = run_chronicle(&app.config_path, &["status", "--json"]).await;
+    let status: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(status["unresolved_attempts"], 0, "settled: {status}");
     assert_own_executions(&sim, &app, "UTC", "eu");
 }
 

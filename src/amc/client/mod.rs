@@ -127,6 +127,7 @@ impl Client {
         body: Option<&serde_json::Value>,
     ) -> Result<Vec<u8>, Failure> {
         let inner = &self.inner;
+        let _timed = counters::AMC_LATENCY.time();
         let token = inner.tokens.access_token().await.map_err(Failure::Api)?;
         let url = format!("{}/amc/reporting/{path}", inner.base_url);
         let mut request = inner

@@ -50,10 +50,14 @@ pub fn lineage(lineage: &Lineage) -> String {
         }
         out.push_str(&format!("{attempts}\n"));
         for a in &week.attempts {
+            let state = match &a.superseded_at {
+                Some(at) => format!("{}, superseded by a re-run at {at}", a.state),
+                None => a.state.clone(),
+            };
             out.push_str(&format!(
                 "  attempt {} ({}, triggered by {}, schedule sha256 then {}):\n    request: {}\n",
                 a.id,
-                a.state,
+                state,
                 a.triggered_by,
                 a.schedule_hash_at_intent.as_deref().unwrap_or("-"),
                 a.request
@@ -98,9 +102,13 @@ pub fn weeks(schedule: &str, weeks: &[WeekLine]) -> String {
         "synced",
     ]);
     for w in weeks {
+        let status = match &w.unresolved {
+            Some(_) => format!("{} *", w.status),
+            None => w.status.clone(),
+        };
         table.add_row(vec![
             w.week_start.clone(),
-            w.status.clone(),
+            status,
             w.attempts.to_string(),
             w.amc_execution_id.clone().unwrap_or_else(|| "-".into()),
             w.record_count.map_or("-".into(), |n| n.to_string()),
@@ -110,7 +118,16 @@ pub fn weeks(schedule: &str, weeks: &[WeekLine]) -> String {
             if w.synced { "yes" } else { "no" }.to_owned(),
         ]);
     }
-    format!("{schedule}: {} weeks\n{table}\n", weeks.len())
+    let mut out = format!("{schedule}: {} weeks\n{table}\n", weeks.len());
+    for w in weeks {
+        if let Some(reason) = &w.unresolved {
+            out.push_str(&format!(
+                "week {} (marked *): its attempt was left unresolved: {reason}\n",
+                w.week_start
+            ));
+        }
+    }
+    out
 }
 
 /// `chronicle weeks <schedule> --grid`: one character per week, 52 to a

@@ -7,6 +7,7 @@
 mod audit;
 mod collect;
 mod inspect;
+mod ops;
 mod status;
 
 use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
@@ -14,6 +15,7 @@ use comfy_table::{Table, presets::UTF8_BORDERS_ONLY};
 pub use audit::{audit, evidence};
 pub use collect::{backfill, sync_line};
 pub use inspect::{event_line, executions, lineage, week_grid, weeks};
+pub use ops::{alerts, requests};
 pub use status::{drift, quarantine, schedules, status};
 
 pub(super) fn table(header: &[&str]) -> Table {

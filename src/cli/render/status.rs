@@ -75,6 +75,24 @@ pub fn status(report: &StatusReport) -> String {
             report.quarantined
         ));
     }
+    if report.unresolved_attempts > 0 {
+        out.push_str(&format!(
+            "open attempts left unresolved: {} (the next run tries again; newest first):\n",
+            report.unresolved_attempts
+        ));
+        for u in &report.unresolved {
+            out.push_str(&format!(
+                "  {} week {} attempt {} at {}: {}\n",
+                u.schedule, u.week_start, u.attempt_id, u.at, u.reason
+            ));
+        }
+    }
+    if report.undelivered_alerts > 0 {
+        out.push_str(&format!(
+            "alerts not delivered yet: {} (see `chronicle alerts`)\n",
+            report.undelivered_alerts
+        ));
+    }
     if let Some(error) = &report.last_sync_error {
         out.push_str(&format!("last sync error: {error}\n"));
     }

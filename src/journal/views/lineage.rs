@@ -29,6 +29,9 @@ pub struct AttemptView {
     pub created_at: String,
     pub submitted_at: Option<String>,
     pub completed_at: Option<String>,
+    /// When a re-run a person asked for superseded it (the week ran again;
+    /// this attempt is kept as it was).
+    pub superseded_at: Option<String>,
     /// The schedule file's sha256 when this attempt was made (schedules
     /// change; the collection keeps only the latest hash).
     pub schedule_hash_at_intent: Option<String>,
@@ -164,7 +167,7 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
     )?;
     let mut attempts = connection.prepare(
         "SELECT id, state, amc_execution_id, amc_status, request, triggered_by, row_count,
-            data_checksum, error_message, created_at, submitted_at, completed_at
+            data_checksum, error_message, created_at, submitted_at, completed_at, superseded_at
          FROM attempts WHERE week_id = ?1 ORDER BY created_at, id",
     )?;
     view.attempts = attempts
@@ -184,6 +187,7 @@ fn week_view(connection: &Connection, id: &str) -> rusqlite::Result<WeekView> {
                 created_at: row.get(9)?,
                 submitted_at: row.get(10)?,
                 completed_at: row.get(11)?,
+                superseded_at: row.get(12)?,
                 schedule_hash_at_intent: None,
                 postgres: None,
             })

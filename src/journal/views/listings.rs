@@ -4,7 +4,7 @@
 //! Owns the queries; every one goes through an index, so a listing costs
 //! the same on a journal of a million events as on a small one.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use rusqlite::params;
 use serde::Serialize;
@@ -30,6 +30,8 @@ pub struct WeekLine {
     pub data_checksum: Option<String>,
     /// False while a change of the week waits in the outbox or quarantine.
     pub synced: bool,
+    /// Why a run left the week's open attempt unresolved, while it is.
+    pub unresolved: Option<String>,
 }
 
 /// One execution attempt as `chronicle executions` lists it.
@@ -119,14 +121,25 @@ impl Journal {
                     record_count: row.get(5)?,
                     data_checksum: row.get(6)?,
                     synced: false,
+                    unresolved: None,
                 })
             })
             .map_err(sqlite)?;
         let mut weeks = rows
             .collect::<rusqlite::Result<Vec<WeekLine>>>()
             .map_err(sqlite)?;
+        // A handful of rows at most (V9's `unresolved_attempts`).
+        let mut unresolved = connection
+            .prepare("SELECT week_id, reason FROM unresolved_attempts")
+            .map_err(sqlite)?;
+        let unresolved: HashMap<String, String> = unresolved
+            .query_map([], |row| Ok((row.get(0)?, row.get(1)?)))
+            .map_err(sqlite)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(sqlite)?;
         for week in &mut weeks {
             week.synced = !waiting.contains(&week.week_id);
+            week.unresolved = unresolved.get(&week.week_id).cloned();
         }
         Ok(Some(weeks))
     }

@@ -1,5 +1,7 @@
 //! What /metrics exposes of the journal, read in one go and in constant
-//! time on a large journal (V7's running totals, index lookups).
+//! time on a large journal: V7's and V9's running totals, the small
+//! tables (quarantine, unresolved attempts, schedule state, undelivered
+//! alerts) and index lookups, never a count over the history.
 //!
 //! Owns the query; the text format is `daemon::metrics`'.
 
@@ -27,6 +29,26 @@ pub struct MetricsSnapshot {
     pub completed_weeks: i64,
     /// Of those, the ones whose AMC execution id is recorded.
     pub completed_with_execution_id: i64,
+    /// Rows Postgres refused, waiting in quarantine.
+    pub quarantined: i64,
+    /// Open attempts whose latest event is `attempt.unresolved`.
+    pub unresolved_attempts: i64,
+    /// Alerts some configured receiver has not answered 2xx to yet.
+    pub undelivered_alerts: i64,
+    /// Per schedule the daemon has decided about.
+    pub schedules: BTreeMap<String, ScheduleFigures>,
+    /// Per collection (schedule name): weeks by status, every status
+    /// present even at zero.
+    pub weeks_by_schedule: BTreeMap<String, BTreeMap<String, i64>>,
+}
+
+/// One schedule's figures from its `schedule_state` row.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleFigures {
+    /// Firings skipped (overlap, pause) since the journal began.
+    pub skipped_firings: i64,
+    /// When a run of it last completed (Unix seconds); none before.
+    pub last_success: Option<f64>,
 }
 
 impl Journal {
@@ -54,8 +76,10 @@ impl Journal {
             }
             Ok(())
         };
+        // V9's running totals: a count of every attempt held the journal
+        // for a scan of the history at each scrape.
         counts(
-            "SELECT state, count(*) FROM attempts GROUP BY state",
+            "SELECT state, attempts FROM attempt_totals",
             &mut snapshot.executions_by_state,
         )
         .map_err(sqlite)?;
@@ -102,6 +126,60 @@ impl Journal {
             .copied()
             .unwrap_or(0);
         snapshot.completed_with_execution_id = snapshot.completed_weeks - lacking;
+        let small = |sql: &str| connection.query_row(sql, [], |row| row.get::<_, i64>(0));
+        snapshot.quarantined = small("SELECT count(*) FROM quarantine").map_err(sqlite)?;
+        snapshot.unresolved_attempts =
+            small("SELECT count(*) FROM unresolved_attempts").map_err(sqlite)?;
+        snapshot.undelivered_alerts =
+            small("SELECT count(*) FROM alerts WHERE delivered_at IS NULL").map_err(sqlite)?;
+        let mut statement = connection
+            .prepare("SELECT name, skipped_firings, last_success_at FROM schedule_state")
+            .map_err(sqlite)?;
+        let rows = statement
+            .query_map([], |row| {
+                let at: Option<String> = row.get(2)?;
+                Ok((
+                    row.get::<_, String>(0)?,
+                    ScheduleFigures {
+                        skipped_firings: row.get(1)?,
+                        last_success: at
+                            .as_deref()
+                            .and_then(parse_timestamp)
+                            .map(|t| t.timestamp_millis() as f64 / 1000.0),
+                    },
+                ))
+            })
+            .map_err(sqlite)?;
+        for row in rows {
+            let (name, figures) = row.map_err(sqlite)?;
+            snapshot.schedules.insert(name, figures);
+        }
+        // One row per collection and status: the totals, not the weeks.
+        let mut statement = connection
+            .prepare(
+                "SELECT c.name, t.status, t.weeks FROM week_totals t
+                 JOIN collections c ON c.id = t.collection_id",
+            )
+            .map_err(sqlite)?;
+        let rows = statement
+            .query_map([], |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, i64>(2)?,
+                ))
+            })
+            .map_err(sqlite)?;
+        for row in rows {
+            let (name, status, weeks) = row.map_err(sqlite)?;
+            let by_status = snapshot.weeks_by_schedule.entry(name).or_insert_with(|| {
+                ["pending", "running", "completed", "failed"]
+                    .into_iter()
+                    .map(|s| (s.to_owned(), 0))
+                    .collect()
+            });
+            by_status.insert(status, weeks);
+        }
         Ok(snapshot)
     }
 }

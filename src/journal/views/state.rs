@@ -67,7 +67,7 @@ impl Journal {
                 "execution",
                 "SELECT a.id, a.week_id, a.state, a.amc_execution_id, a.amc_status, a.row_count,
                     a.data_checksum, a.journal_seq, a.error_message, a.triggered_by,
-                    r.columns, r.sample_rows, r.summary_stats
+                    a.superseded_at IS NOT NULL, r.columns, r.sample_rows, r.summary_stats
                  FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id",
                 &[
                     "week_id",
@@ -79,6 +79,7 @@ impl Journal {
                     "journal_seq",
                     "error_message",
                     "triggered_by",
+                    "superseded",
                 ],
             ),
         ];

@@ -13,8 +13,11 @@ use rusqlite::OptionalExtension;
 use serde::Serialize;
 
 use super::super::sql::date_at;
-use super::super::{Journal, Result};
+use super::super::{Journal, Result, Unresolved};
 use crate::files::{self, Exposure};
+
+/// Unresolved attempts `status` names with their reasons.
+const UNRESOLVED_SHOWN: usize = 5;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct CollectionSummary {
@@ -52,6 +55,13 @@ pub struct StatusReport {
     pub oldest_pending_since: Option<String>,
     /// Rows Postgres refused; `chronicle quarantine` lists them.
     pub quarantined: i64,
+    /// Open attempts whose latest event is `attempt.unresolved`: a run
+    /// had to leave them (AMC could not be asked, or answered ambiguously).
+    pub unresolved_attempts: i64,
+    /// The newest of those, with the reason.
+    pub unresolved: Vec<Unresolved>,
+    /// Alerts no configured receiver has acknowledged yet.
+    pub undelivered_alerts: i64,
     pub last_sync_success: Option<String>,
     pub last_sync_error: Option<String>,
     pub executions: i64,
@@ -156,7 +166,15 @@ impl Journal {
             )
             .optional()
             .map_err(sqlite)?;
+        drop(counts);
+        drop(statement);
+        drop(connection);
+        let (unresolved_attempts, unresolved) = self.unresolved(UNRESOLVED_SHOWN)?;
+        let undelivered_alerts = self.undelivered_alerts()?;
         Ok(StatusReport {
+            unresolved_attempts,
+            unresolved,
+            undelivered_alerts,
             permissions: self.exposures(),
             journal: self.path.display().to_string(),
             journal_mode,
