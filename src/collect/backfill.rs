@@ -204,13 +204,7 @@ pub async fn collect_now<A: Api + Clone + 'static>(
                 .await?
         }
     };
-    journal.record_run_finished(
-        &schedule.name,
-        report.outcome(),
-        report.completed.len(),
-        report.failed.len(),
-        None,
-    )?;
+    report.record(journal, &schedule.name)?;
     Ok((plan, report))
 }
 

@@ -159,13 +159,7 @@ async fn rerun<A: Api + Clone + 'static>(
         let report = runner
             .run(&schedule, vec![item], "rerun", &ProgressBar::hidden())
             .await?;
-        journal.record_run_finished(
-            &schedule.name,
-            report.outcome(),
-            report.completed.len(),
-            report.failed.len(),
-            None,
-        )?;
+        report.record(journal, &schedule.name)?;
         anyhow::Ok(report)
     }
     .await;

@@ -65,6 +65,17 @@ pub struct RunReport {
 }
 
 impl RunReport {
+    /// Journals how the run of `schedule` ended (`schedule.run_finished`).
+    pub fn record(&self, journal: &Journal, schedule: &str) -> Result<i64, JournalError> {
+        journal.record_run_finished(
+            schedule,
+            self.outcome(),
+            self.completed.len(),
+            self.failed.len(),
+            None,
+        )
+    }
+
     /// The run's outcome as `schedule.run_finished` records it.
     pub fn outcome(&self) -> RunOutcome {
         if self.failed.is_empty() {

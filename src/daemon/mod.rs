@@ -282,13 +282,7 @@ impl<A: Api + Clone + 'static> Daemon<A> {
         match result {
             Ok(report) => {
                 tracing::info!(schedule = %name, completed = report.completed.len(), failed = report.failed.len(), "collection run finished");
-                self.journal.record_run_finished(
-                    &name,
-                    report.outcome(),
-                    report.completed.len(),
-                    report.failed.len(),
-                    None,
-                )?;
+                report.record(&self.journal, &name)?;
             }
             Err(e) => {
                 tracing::error!(schedule = %name, error = %e, "collection run stopped");

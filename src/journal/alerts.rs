@@ -352,3 +352,16 @@ impl Journal {
         Ok(alerts)
     }
 }
+
+/// The schedule and start of a week, for an alert's summary.
+pub(super) fn schedule_and_week(
+    c: &Change<'_>,
+    week_id: Uuid,
+) -> rusqlite::Result<(String, String)> {
+    c.tx.query_row(
+        "SELECT c.name, w.week_start FROM weeks w
+         JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
+        [week_id.to_string()],
+        |row| Ok((row.get(0)?, row.get(1)?)),
+    )
+}

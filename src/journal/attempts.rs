@@ -364,12 +364,7 @@ impl Journal {
             // A week failed after its retries: the operator hears of it
             // from this same transaction, so a crash cannot lose the alert.
             if !retry && matches!(event, Event::AttemptFailed(_)) {
-                let (schedule, week): (String, String) = c.tx.query_row(
-                    "SELECT c.name, w.week_start FROM weeks w
-                     JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
-                    [attempt.week_id.to_string()],
-                    |row| Ok((row.get(0)?, row.get(1)?)),
-                )?;
+                let (schedule, week) = alerts::schedule_and_week(c, attempt.week_id)?;
                 alerts::raise(
                     c,
                     &NewAlert {

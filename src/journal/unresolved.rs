@@ -54,12 +54,7 @@ impl Journal {
                     seq
                 ],
             )?;
-            let (schedule, week): (String, String) = c.tx.query_row(
-                "SELECT c.name, w.week_start FROM weeks w
-                 JOIN collections c ON c.id = w.collection_id WHERE w.id = ?1",
-                [attempt.week_id.to_string()],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )?;
+            let (schedule, week) = alerts::schedule_and_week(c, attempt.week_id)?;
             // One alert per time a run leaves it: the cause is this event.
             alerts::raise(
                 c,
