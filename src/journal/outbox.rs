@@ -67,6 +67,11 @@ impl Pending {
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+
+    /// The outbox position the next batch starts after.
+    pub fn last_entry(&self) -> Option<i64> {
+        self.entries.last().map(|e| e.id)
+    }
 }
 
 /// A row Postgres refused, as `chronicle quarantine` lists it.
@@ -83,15 +88,23 @@ impl Journal {
     /// Up to `limit` changed rows from the outbox, oldest change first, with
     /// the parents they reference.
     pub fn pending(&self, limit: usize) -> Result<Pending> {
+        self.pending_after(0, limit)
+    }
+
+    /// Up to `limit` changed rows whose outbox entries come after entry
+    /// `after`: the reconciler reads the next batch this way while the
+    /// ones before it are still on their way to Postgres, unacknowledged.
+    pub fn pending_after(&self, after: i64, limit: usize) -> Result<Pending> {
         let entries = {
             let connection = self.lock();
             let mut statement = connection
                 .prepare_cached(
-                    "SELECT id, entity, entity_id, seq FROM outbox ORDER BY id LIMIT ?1",
+                    "SELECT id, entity, entity_id, seq FROM outbox WHERE id > ?1
+                     ORDER BY id LIMIT ?2",
                 )
                 .map_err(|e| self.sqlite(e))?;
             let rows = statement
-                .query_map([limit as i64], |row| {
+                .query_map([after, limit as i64], |row| {
                     Ok(OutboxEntry {
                         id: row.get(0)?,
                         entity: row.get(1)?,
@@ -207,6 +220,9 @@ impl Journal {
     /// Forgets the outbox entries of a batch Postgres has committed. A row
     /// changed again since has a newer entry of its own, which stays.
     pub fn acknowledge(&self, entries: &[OutboxEntry]) -> Result<()> {
+        if entries.is_empty() {
+            return Ok(());
+        }
         let ids = serde_json::Value::Array(entries.iter().map(|e| json!(e.id)).collect());
         let connection = self.lock();
         // Losing an acknowledgement in a crash only re-sends rows Postgres

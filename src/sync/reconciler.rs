@@ -1,17 +1,20 @@
 //! Drains the journal's outbox into Postgres: batch by batch, each batch one
-//! transaction, acknowledged in the journal only after Postgres committed.
+//! transaction, acknowledged in the journal only after Postgres committed,
+//! with the next batch read and sent while the current one is applied.
 //! A batch Postgres refuses is split until the refused rows are found; those
 //! are quarantined and the rest lands (I4).
 //!
 //! Owns the sync loop, its backoff and bookkeeping. It never changes
 //! tracking state: the journal is the source, Postgres the copy (I3).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::pin::Pin;
 use std::time::Duration;
 
 use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::FutureExt;
 
-use crate::journal::{Entity, Journal, JournalError, OutboxEntry};
+use crate::journal::{Entity, Journal, JournalError, OutboxEntry, Pending};
 use crate::warehouse::{Target, Warehouse, WarehouseError};
 
 /// Longest wait between sync attempts while Postgres is away.
@@ -37,29 +40,80 @@ pub struct SyncReport {
     pub pending_after: i64,
 }
 
-/// Drains everything pending now through an open connection.
+/// Batches on the wire at once: the next batch is sent before the answers
+/// to the current one are back, so Postgres a region away costs one round
+/// trip per drain rather than one per batch.
+const IN_FLIGHT: usize = 2;
+
+/// Drains everything pending now through an open connection, pipelined:
+/// while Postgres applies a batch, the next one is read from the journal
+/// (and the last committed one acknowledged) on a blocking thread, and sent
+/// behind it. Each batch is still one transaction, acknowledged only after
+/// its COMMIT returned; a batch that lands after a later one cannot regress
+/// a row (the journal_seq guard, I3).
 pub async fn drain(
     journal: &Journal,
     warehouse: &mut Warehouse,
     batch_size: usize,
 ) -> Result<SyncReport, SyncError> {
     let mut report = SyncReport::default();
+    let mut in_flight: VecDeque<InFlight> = VecDeque::new();
+    // Committed in Postgres, acknowledged with the next read.
+    let mut committed: Vec<OutboxEntry> = Vec::new();
+    // The outbox position the next read starts after.
+    let mut read_after = 0;
     loop {
-        let pending = journal.pending(batch_size)?;
-        if pending.is_empty() {
-            break;
+        if in_flight.len() < IN_FLIGHT {
+            let next = read_ahead(
+                journal,
+                std::mem::take(&mut committed),
+                read_after,
+                batch_size,
+            )
+            .await?;
+            if let Some(last) = next.last_entry() {
+                read_after = last;
+                let send = warehouse.prepare(&next.batch).await?.send();
+                in_flight.push_back(InFlight::start(next, Box::pin(send)));
+                continue;
+            }
         }
-        match warehouse.apply(&pending.batch).await {
+        let Some(oldest) = in_flight.pop_front() else {
+            break;
+        };
+        let (pending, answer) = oldest.finish().await;
+        match answer {
             Ok(()) => {
-                journal.acknowledge(&pending.entries)?;
                 report.rows += pending.batch.len();
+                report.batches += 1;
+                committed = pending.entries;
             }
             Err(WarehouseError::Refused(_)) => {
+                // Isolating needs the session to itself: let the batches
+                // behind this one end first. One refused too is left in the
+                // outbox: it may hold the very row isolated here, which the
+                // quarantine takes out of the queue.
+                for behind in std::mem::take(&mut in_flight) {
+                    let (landed, answer) = behind.finish().await;
+                    match answer {
+                        Ok(()) => {
+                            report.rows += landed.batch.len();
+                            report.batches += 1;
+                            committed.extend(landed.entries);
+                        }
+                        Err(WarehouseError::Refused(_)) => {}
+                        Err(e) => return Err(acknowledged_then(journal, &committed, e)),
+                    }
+                }
+                journal.acknowledge(&std::mem::take(&mut committed))?;
                 Box::pin(isolate(journal, warehouse, pending.entries, &mut report)).await?;
+                report.batches += 1;
+                // Read on from the outbox's head: what was left or
+                // quarantined since the read-ahead.
+                read_after = 0;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(acknowledged_then(journal, &committed, e)),
         }
-        report.batches += 1;
     }
     report.pending_after = journal.pending_count()?;
     // Postgres keeps the chain head it was shown: a journal rewritten on
@@ -70,6 +124,70 @@ pub async fn drain(
             .await?;
     }
     Ok(report)
+}
+
+/// A batch sent and not yet answered.
+struct InFlight {
+    pending: Pending,
+    answer: Pin<Box<dyn Future<Output = Result<(), WarehouseError>> + Send>>,
+    /// The answer, if it came at the first poll (an error before sending).
+    early: Option<Result<(), WarehouseError>>,
+}
+
+impl InFlight {
+    /// Polls the batch once, which queues all its statements on the
+    /// connection in order, ahead of any batch started after it.
+    fn start(
+        pending: Pending,
+        mut answer: Pin<Box<dyn Future<Output = Result<(), WarehouseError>> + Send>>,
+    ) -> InFlight {
+        let early = (&mut answer).now_or_never();
+        InFlight {
+            pending,
+            answer,
+            early,
+        }
+    }
+
+    async fn finish(self) -> (Pending, Result<(), WarehouseError>) {
+        let answer = match self.early {
+            Some(answer) => answer,
+            None => self.answer.await,
+        };
+        (self.pending, answer)
+    }
+}
+
+/// Acknowledges `committed` and reads the batch after outbox entry `after`,
+/// on a blocking thread, so the batches in flight travel meanwhile.
+async fn read_ahead(
+    journal: &Journal,
+    committed: Vec<OutboxEntry>,
+    after: i64,
+    limit: usize,
+) -> Result<Pending, SyncError> {
+    let journal = journal.clone();
+    let read = tokio::task::spawn_blocking(move || {
+        journal.acknowledge(&committed)?;
+        journal.pending_after(after, limit)
+    });
+    match read.await {
+        Ok(pending) => Ok(pending?),
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
+/// Ends a drain on `error`, acknowledging first what Postgres committed
+/// (else it would only be sent again, harmlessly).
+fn acknowledged_then(
+    journal: &Journal,
+    committed: &[OutboxEntry],
+    error: WarehouseError,
+) -> SyncError {
+    match journal.acknowledge(committed) {
+        Ok(()) => error.into(),
+        Err(e) => e.into(),
+    }
 }
 
 /// Lands `entries` row by row in halves until each refused row stands

@@ -122,7 +122,10 @@ const WEEK_SPECS: &[Spec] = &[
 /// writes, in order, and the statement.
 #[derive(Debug, Clone)]
 pub struct Upsert {
+    pub table: &'static str,
     pub columns: Vec<Written>,
+    /// Those rewritten on a row Postgres already holds.
+    pub rewritten: Vec<&'static str>,
     pub sql: String,
 }
 
@@ -197,10 +200,14 @@ fn plan(name: &'static str, table: &Table, specs: &[Spec]) -> Result<Upsert, Sch
         .enumerate()
         .map(|(i, w)| format!("${}::{}", i + 1, array_cast(w)))
         .collect();
-    let updates: Vec<String> = specs
+    let rewritten: Vec<&'static str> = specs
         .iter()
         .filter(|s| s.update && names.contains(&s.name))
-        .map(|s| format!("{0} = EXCLUDED.{0}", s.name))
+        .map(|s| s.name)
+        .collect();
+    let updates: Vec<String> = rewritten
+        .iter()
+        .map(|name| format!("{name} = EXCLUDED.{name}"))
         .collect();
     let sql = format!(
         "INSERT INTO {name} AS t ({}) SELECT * FROM unnest({})
@@ -210,7 +217,12 @@ fn plan(name: &'static str, table: &Table, specs: &[Spec]) -> Result<Upsert, Sch
         casts.join(", "),
         updates.join(", ")
     );
-    Ok(Upsert { columns, sql })
+    Ok(Upsert {
+        table: name,
+        columns,
+        rewritten,
+        sql,
+    })
 }
 
 /// The parameter array's type, as the SQL casts it.

@@ -23,6 +23,7 @@ mod shape;
 pub mod tls;
 mod upsert;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio_postgres::config::SslMode;
@@ -35,6 +36,7 @@ use tls::{CaFileError, TlsOptions, TlsSetupError};
 
 pub use read::{AppCollection, AppExecution, AppWeek, CollectionQuery, Snapshot};
 pub use shape::SchemaError;
+pub use upsert::Prepared;
 
 #[derive(Debug, thiserror::Error)]
 pub enum WarehouseError {
@@ -87,11 +89,12 @@ pub struct Target {
 }
 
 pub struct Warehouse {
-    client: Client,
+    /// Shared with the batches in flight (`upsert::Prepared`).
+    client: Arc<Client>,
     /// The catalog as read at connect.
     shape: Shape,
     /// The statements this database's shape needs.
-    upserts: Upserts,
+    upserts: Arc<Upserts>,
     /// The application's ids for AMC's, as far as resolved.
     refs: Refs,
     timeouts: Timeouts,
@@ -145,9 +148,9 @@ impl Warehouse {
         tracing::debug!(target = %target, tls = %mode, "connected to Postgres");
         migrate::run(&mut client).await?;
         let shape = shape::read(&client).await?;
-        let upserts = Upserts::plan(&shape)?;
+        let upserts = Arc::new(Upserts::plan(&shape)?);
         Ok(Warehouse {
-            client,
+            client: Arc::new(client),
             shape,
             upserts,
             refs: Refs::default(),
@@ -166,6 +169,18 @@ impl Warehouse {
     pub fn with_timeouts(mut self, timeouts: Timeouts) -> Warehouse {
         self.timeouts = timeouts;
         self
+    }
+
+    /// Per table, parents first, the columns a batch rewrites in a row
+    /// Postgres already holds (`journal_seq` among them, never `id`): what
+    /// the reconciler benchmark's COPY floor writes too.
+    pub fn rewritten_columns(&self) -> [(&'static str, &[&'static str]); 3] {
+        [
+            &self.upserts.collections,
+            &self.upserts.executions,
+            &self.upserts.weeks,
+        ]
+        .map(|upsert| (upsert.table, upsert.rewritten.as_slice()))
     }
 
     pub fn is_closed(&self) -> bool {

@@ -7,20 +7,42 @@
 //! Owns sending and the classification of what went wrong (a row refused,
 //! the session lost, a timeout). The statements are `columns`'.
 
+use std::sync::Arc;
+
 use tokio_postgres::Client;
 use tokio_postgres::error::SqlState;
 use tokio_postgres::types::{ToSql, Type};
 
-use super::columns::Param;
+use super::columns::{Param, Upserts};
 use super::rows::{Batch, ExecutionStatus};
 use super::{Warehouse, WarehouseError, error_text};
+
+/// One batch made ready to send: its statements' parameters, built with
+/// the application's ids resolved. It owns everything it sends, so several
+/// can be on the wire at once while the next one is prepared.
+pub struct Prepared {
+    client: Arc<Client>,
+    upserts: Arc<Upserts>,
+    begin: String,
+    collections: (Vec<Param>, usize),
+    executions: (Vec<Param>, usize),
+    weeks: (Vec<Param>, usize),
+    /// Completed executions an AFTER UPDATE trigger should hear of.
+    completed: Vec<uuid::Uuid>,
+}
 
 impl Warehouse {
     /// Lands one batch in one transaction. A row is never overwritten by an
     /// older journal state; the same state may be written again (that is
     /// how `verify --repair` mends a row edited by hand).
     pub async fn apply(&mut self, batch: &Batch) -> Result<(), WarehouseError> {
-        let _timed = crate::telemetry::counters::POSTGRES_LATENCY.time();
+        self.prepare(batch).await?.send().await
+    }
+
+    /// Resolves what `batch` references (a round trip only for ids not
+    /// seen on this connection) and builds its parameters; nothing of the
+    /// batch is written yet.
+    pub async fn prepare(&mut self, batch: &Batch) -> Result<Prepared, WarehouseError> {
         let pairs: Vec<(&str, &str)> = batch
             .collections
             .iter()
@@ -33,20 +55,12 @@ impl Warehouse {
             )
             .collect();
         self.resolve(&pairs).await?;
-        let collections = self
-            .upserts
-            .collections
-            .collection_params(&batch.collections, &self.refs);
-        let executions = self
-            .upserts
-            .executions
-            .execution_params(&batch.executions, &self.refs);
-        let weeks = self.upserts.weeks.week_params(&batch.weeks);
+        let upserts = &self.upserts;
         // An execution inserted already completed meets no AFTER UPDATE
-        // trigger: the application's export never hears of it. Touching it
-        // once more, in the same transaction, is the update the application's
-        // own poller would have made.
-        let completed: Vec<uuid::Uuid> = if self.shape.execution_update_triggers {
+        // trigger: the application's export never hears of it. `send`
+        // touches those once more, in the same transaction: the update the
+        // application's own poller would have made.
+        let completed = if self.shape.execution_update_triggers {
             batch
                 .executions
                 .iter()
@@ -56,38 +70,29 @@ impl Warehouse {
         } else {
             Vec::new()
         };
-        let begin = format!(
-            "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
-            self.timeouts.statement.as_millis(),
-            self.timeouts.lock.as_millis()
-        );
-        let client = &self.client;
-        // Biased: the first poll sends each request in this order. Every
-        // answer is awaited, COMMIT's too, so a failed batch always ends its
-        // transaction (Postgres turns that COMMIT into a ROLLBACK) before
-        // the session is used again.
-        let touched = [(&completed as &(dyn ToSql + Sync), Type::UUID_ARRAY)];
-        let (begun, collections, executions, touch, weeks, commit) = tokio::join!(
-            biased;
-            client.batch_execute(&begin),
-            upsert(client, &self.upserts.collections.sql, &collections, batch.collections.len()),
-            upsert(client, &self.upserts.executions.sql, &executions, batch.executions.len()),
-            async {
-                if completed.is_empty() {
-                    return Ok(0);
-                }
-                client.execute_typed(TOUCH_COMPLETED, &touched).await
-            },
-            upsert(client, &self.upserts.weeks.sql, &weeks, batch.weeks.len()),
-            client.batch_execute("COMMIT"),
-        );
-        begun
-            .and(collections)
-            .and(executions)
-            .and(touch)
-            .and(weeks)
-            .and(commit)
-            .map_err(|e| classify(&e))
+        Ok(Prepared {
+            client: Arc::clone(&self.client),
+            upserts: Arc::clone(upserts),
+            begin: format!(
+                "BEGIN; SET LOCAL statement_timeout = {}; SET LOCAL lock_timeout = {}",
+                self.timeouts.statement.as_millis(),
+                self.timeouts.lock.as_millis()
+            ),
+            collections: (
+                upserts
+                    .collections
+                    .collection_params(&batch.collections, &self.refs),
+                batch.collections.len(),
+            ),
+            executions: (
+                upserts
+                    .executions
+                    .execution_params(&batch.executions, &self.refs),
+                batch.executions.len(),
+            ),
+            weeks: (upserts.weeks.week_params(&batch.weeks), batch.weeks.len()),
+            completed,
+        })
     }
 
     /// Records the journal's chain head as Postgres sees it at this sync
@@ -114,8 +119,53 @@ impl Warehouse {
     }
 }
 
-const TOUCH_COMPLETED: &str = "UPDATE workflow_executions SET updated_at = updated_at
-     WHERE id = ANY($1::uuid[]) AND status = 'completed'";
+impl Prepared {
+    /// Sends the batch as one transaction and waits for its COMMIT. Every
+    /// statement is queued on the connection at the first poll, BEGIN
+    /// first and COMMIT last, so a batch polled once is on the wire whole
+    /// and the next one queued behind it cannot interleave with it.
+    pub async fn send(self) -> Result<(), WarehouseError> {
+        let _timed = crate::telemetry::counters::POSTGRES_LATENCY.time();
+        let client = &*self.client;
+        let (collections, executions, weeks) = (&self.collections, &self.executions, &self.weeks);
+        let touched = [(&self.completed as &(dyn ToSql + Sync), Type::UUID_ARRAY)];
+        // Biased: the first poll sends each request in this order. Every
+        // answer is awaited, COMMIT's too, so a failed batch always ends its
+        // transaction (Postgres turns that COMMIT into a ROLLBACK) before
+        // the session is used again.
+        let (begun, collections, executions, touch, weeks, commit) = tokio::join!(
+            biased;
+            client.batch_execute(&self.begin),
+            upsert(client, &self.upserts.collections.sql, &collections.0, collections.1),
+            upsert(client, &self.upserts.executions.sql, &executions.0, executions.1),
+            async {
+                if self.completed.is_empty() {
+                    return Ok(0);
+                }
+                client.execute_typed(TOUCH_INSERTED_COMPLETED, &touched).await
+            },
+            upsert(client, &self.upserts.weeks.sql, &weeks.0, weeks.1),
+            client.batch_execute("COMMIT"),
+        );
+        begun
+            .and(collections)
+            .and(executions)
+            .and(touch)
+            .and(weeks)
+            .and(commit)
+            .map(|_| ())
+            .map_err(|e| classify(&e))
+    }
+}
+
+/// Only the rows this transaction inserted: an upsert that updated (or
+/// skipped, under the journal_seq guard) a row holds its lock, which
+/// Postgres keeps in the row's `xmax`; a row just inserted has none (the
+/// same test as the well-known `RETURNING xmax = 0`). An updated row has
+/// met the trigger already, so touching it again would only double the
+/// work of a catch-up.
+const TOUCH_INSERTED_COMPLETED: &str = "UPDATE workflow_executions SET updated_at = updated_at
+     WHERE id = ANY($1::uuid[]) AND status = 'completed' AND xmax = 0";
 
 /// Skips the round trip for a table with no rows in the batch.
 async fn upsert(

@@ -16,6 +16,7 @@ mod daemon;
 mod helpers;
 mod journal;
 mod operations;
+mod pipeline;
 mod planning;
 mod reconciler;
 mod robustness;
