@@ -478,10 +478,13 @@ impl Bench<'_> {
                 columns,
                 copy,
             });
+            // Two calls: VACUUM cannot run in the transaction a
+            // multi-statement query is.
             client
-                .batch_execute(&format!(
-                    "UPDATE {table} SET journal_seq = 0; VACUUM ANALYZE {table}"
-                ))
+                .batch_execute(&format!("UPDATE {table} SET journal_seq = 0"))
+                .await?;
+            client
+                .batch_execute(&format!("VACUUM ANALYZE {table}"))
                 .await?;
         }
         drop((warehouse, client));

@@ -52,13 +52,10 @@ impl PreflightError {
 /// What the preflight found.
 #[derive(Debug, Default)]
 pub struct Preflight {
-    /// Postgres was reached and can take every schedule's rows.
-    pub checked: bool,
-    /// Collections attached to, by schedule name.
+    /// Collections attached to, by schedule name. Empty too when Postgres
+    /// could not be asked: collection then goes on offline (logged) for
+    /// the schedules the journal already knows.
     pub attached: Vec<(String, Attached)>,
-    /// Why Postgres could not be asked, when it could not: collection goes
-    /// on offline for the schedules the journal already knows.
-    pub offline: Option<String>,
 }
 
 /// Checks `schedules` against Postgres and attaches the new ones that the
@@ -89,10 +86,7 @@ pub async fn preflight(
                 tracing::warn!(schedule = %new.name, "Postgres is away: cannot check whether the application already collects this schedule's workflow; collecting as a new collection (hand a collection over first, README \"Taking over a collection\")");
             }
             tracing::warn!(error = %why, "Postgres is away: collecting offline, the journal keeps every change");
-            return Ok(Preflight {
-                offline: Some(why),
-                ..Preflight::default()
-            });
+            return Ok(Preflight::default());
         }
     };
     let pairs: Vec<(&str, &str)> = schedules
@@ -109,10 +103,7 @@ pub async fn preflight(
             why: other.to_string(),
         },
     })?;
-    let mut found = Preflight {
-        checked: true,
-        ..Preflight::default()
-    };
+    let mut found = Preflight::default();
     for schedule in schedules {
         if journal.collection_of(&schedule.name)?.is_some() {
             continue;

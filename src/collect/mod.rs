@@ -7,8 +7,8 @@
 //! Owns the order of the steps and AMC's concurrency limit. Which weeks are
 //! due is the journal's planning; Postgres is never touched here.
 
-pub mod attach;
+pub(crate) mod attach;
 pub mod backfill;
-pub mod cancel;
-pub mod operations;
-pub mod runner;
+pub(crate) mod cancel;
+pub(crate) mod operations;
+pub(crate) mod runner;

@@ -12,7 +12,7 @@
 //! run does is the runner's; what reaches Postgres is the reconciler's.
 
 mod alerts;
-pub mod http;
+mod http;
 pub mod metrics;
 mod notify;
 mod requests;

@@ -196,7 +196,8 @@ impl Clock for SystemClock {
 }
 
 /// A fixed instant advanced by tokio's clock: with `start_paused`, hours of
-/// schedule pass in no real time.
+/// schedule pass in no real time. For the tests.
+#[cfg(test)]
 pub struct TokioClock {
     /// The wall-clock instant `started` stands for.
     base: DateTime<Utc>,
@@ -204,6 +205,7 @@ pub struct TokioClock {
     started: tokio::time::Instant,
 }
 
+#[cfg(test)]
 impl TokioClock {
     pub fn starting_at(base: DateTime<Utc>) -> TokioClock {
         TokioClock {
@@ -213,6 +215,7 @@ impl TokioClock {
     }
 }
 
+#[cfg(test)]
 impl Clock for TokioClock {
     fn now(&self) -> DateTime<Utc> {
         let elapsed = chrono::Duration::from_std(self.started.elapsed()).unwrap_or_default();

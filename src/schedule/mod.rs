@@ -4,7 +4,7 @@
 //! It does not decide which weeks are due (see `week`) nor fire cron jobs
 //! (see `daemon`).
 
-pub mod firing;
+pub(crate) mod firing;
 pub mod week;
 
 use std::collections::BTreeMap;

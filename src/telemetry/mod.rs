@@ -5,8 +5,8 @@
 //!
 //! Owns subscriber setup only; modules log through `tracing` directly.
 
-pub mod counters;
-pub mod progress;
+pub(crate) mod counters;
+pub(crate) mod progress;
 
 use tracing_subscriber::EnvFilter;
 

@@ -13,7 +13,7 @@ use reqwest::{Method, StatusCode};
 use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 
-pub mod retry;
+pub(crate) mod retry;
 mod token;
 
 use super::wire::{self, DownloadUrls, ErrorBody};
