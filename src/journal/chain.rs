@@ -7,7 +7,7 @@
 //! the stored JSON text byte for byte and `prev_hash` of the first event is
 //! 64 zeros.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::StoredEvent;
@@ -36,7 +36,7 @@ pub fn hash(
 /// Appends one event and returns its sequence number, which is also the
 /// `journal_seq` of every row the same transaction changes.
 pub(super) fn append(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     at: &str,
     kind: &str,
     subject: &str,

@@ -2,22 +2,25 @@
 //! tables, appends one typed event to the hash chain and marks the changed
 //! rows in the outbox, all under the event's sequence number (I1, I3, I6).
 //!
-//! Owns the transaction helper every writer uses. What each write changes
-//! is its concern's (`plan`, `attempts`, `scheduler`).
+//! Owns the helper every writer uses. Whether the transaction holds other
+//! writers' changes too (group commit) is `group`'s; what each write
+//! changes is its concern's (`plan`, `attempts`, `scheduler`).
 
 use chrono::Utc;
-use rusqlite::{Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, params};
 use uuid::Uuid;
 
 use super::events::Event;
+use super::group::WriteError;
 use super::outbox::Entity;
 use super::sql::timestamp;
-use super::{Journal, Result, chain};
+use super::{Journal, JournalError, Result, chain};
 
-/// One transaction in progress: the event it records and the rows it marks.
+/// One change in progress: the event it records and the rows it marks.
 pub(super) struct Change<'c> {
-    /// Everything of the write happens in it, or nothing does.
-    pub(super) tx: Transaction<'c>,
+    /// The connection, inside the change's transaction (or its savepoint
+    /// in a group): everything of the write happens, or nothing does.
+    pub(super) tx: &'c Connection,
     /// The event's timestamp, also every changed row's `updated_at`.
     pub(super) at: String,
 }
@@ -38,7 +41,7 @@ impl Change<'_> {
     /// the `journal_seq` of every row this write changes.
     pub(super) fn record(&self, subject: &str, event: &Event) -> rusqlite::Result<i64> {
         chain::append(
-            &self.tx,
+            self.tx,
             &self.at,
             event.kind(),
             subject,
@@ -73,22 +76,27 @@ impl Change<'_> {
 }
 
 impl Journal {
-    /// Runs `apply` as one IMMEDIATE transaction, committed (and with WAL +
-    /// `synchronous=FULL`, fsynced) before this returns.
+    /// Runs `apply` in an IMMEDIATE transaction, committed (and with WAL +
+    /// `synchronous=FULL`, fsynced) before this returns. Concurrent callers
+    /// share one transaction and one fsync (`group`); a failing `apply`
+    /// undoes only its own change.
     pub(super) fn change<T>(
         &self,
         apply: impl FnOnce(&Change<'_>) -> rusqlite::Result<T>,
     ) -> Result<T> {
-        let mut connection = self.lock();
-        let tx = connection
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .map_err(|e| self.sqlite(e))?;
-        let change = Change {
-            tx,
-            at: timestamp(Utc::now()),
-        };
-        let value = apply(&change).map_err(|e| self.sqlite(e))?;
-        change.tx.commit().map_err(|e| self.sqlite(e))?;
-        Ok(value)
+        self.writer
+            .write(|tx| {
+                apply(&Change {
+                    tx,
+                    at: timestamp(Utc::now()),
+                })
+            })
+            .map_err(|e| match e {
+                WriteError::Sqlite(e) => self.sqlite(e),
+                WriteError::NotCommitted(why) => JournalError::NotCommitted {
+                    path: self.path.clone(),
+                    why,
+                },
+            })
     }
 }

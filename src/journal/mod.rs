@@ -10,7 +10,8 @@
 //!   read-only open of the commands that only look; `lock`: one runner per
 //!   journal, and one creator or migrator at a time.
 //! - `events`: the typed vocabulary of the log; `chain`: its hash chain;
-//!   `change`: the one-transaction-per-write helper every writer uses.
+//!   `change`: the one-change-per-write helper every writer uses; `group`:
+//!   the connection, and concurrent changes committed in one fsync.
 //! - `plan`: collections and their due weeks; `attach`: a collection the
 //!   application already had, imported; `attempts`: each attempt's
 //!   transitions; `scheduler`: the daemon's decisions.
@@ -30,6 +31,7 @@ mod backup;
 mod chain;
 mod change;
 pub mod events;
+mod group;
 pub mod identity;
 mod lock;
 mod open;
@@ -45,9 +47,9 @@ mod unresolved;
 mod views;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
-use rusqlite::Connection;
+use group::{Exclusive, Writer};
 
 pub use alerts::{Alert, AlertKind, NewAlert};
 pub use attach::{Attached, misaligned};
@@ -92,6 +94,11 @@ pub enum JournalError {
     #[error("journal {}: {what}", path.display())]
     Invalid { path: PathBuf, what: String },
     #[error(
+        "journal {}: the change was not recorded: the commit it shared with other changes failed ({why})",
+        path.display()
+    )]
+    NotCommitted { path: PathBuf, why: String },
+    #[error(
         "journal {} {why}: nothing has been collected with it (check `journal.path`); `chronicle migrate`, `backfill` or `run` creates it",
         path.display()
     )]
@@ -118,13 +125,21 @@ pub enum JournalError {
 
 pub type Result<T> = std::result::Result<T, JournalError>;
 
+/// What `Journal::commit_counts` reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CommitCounts {
+    pub changes: u64,
+    pub commits: u64,
+}
+
 /// Handle to one journal file. Cheap to clone; all clones share one
-/// connection, so writes from concurrent week tasks are serialized here.
+/// connection, so writes from concurrent week tasks are serialized here
+/// (and committed together when they arrive together: `group`).
 #[derive(Clone)]
 pub struct Journal {
     /// One writer connection: SQLite serializes writers anyway, and one
     /// connection keeps the event chain's "previous hash" read race-free.
-    connection: Arc<Mutex<Connection>>,
+    writer: Arc<Writer>,
     /// For error messages and the summary users are shown.
     path: PathBuf,
     /// The file's one name, whichever name it was opened by: the key of
@@ -145,12 +160,19 @@ impl Journal {
         PathBuf::from(name)
     }
 
-    fn lock(&self) -> MutexGuard<'_, Connection> {
-        // A panic while holding the lock cannot leave a half transaction:
-        // rusqlite rolls back on drop, so the connection stays usable.
-        self.connection
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    /// The connection alone (no group commit in progress), for reads and
+    /// transactions of their own. A panic while holding it cannot leave a
+    /// half transaction: rusqlite rolls back on drop.
+    fn lock(&self) -> Exclusive<'_> {
+        self.writer.exclusive()
+    }
+
+    /// Changes committed and the COMMITs (fsyncs) that committed them,
+    /// since this handle was opened: more changes than commits means
+    /// concurrent writers shared commits.
+    pub fn commit_counts(&self) -> CommitCounts {
+        let (changes, commits) = self.writer.counts();
+        CommitCounts { changes, commits }
     }
 
     fn sqlite(&self, source: rusqlite::Error) -> JournalError {

@@ -13,10 +13,11 @@
 use std::fs::File;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use rusqlite::{Connection, OpenFlags};
 
+use super::group::Writer;
 use super::lock::{Access, OpenLock};
 use super::{Journal, JournalError, Result};
 use crate::files;
@@ -81,7 +82,7 @@ impl Journal {
                 why: e.to_string(),
             })?;
         Ok(Journal {
-            connection: Arc::new(Mutex::new(connection)),
+            writer: Arc::new(Writer::new(connection)),
             path: path.to_path_buf(),
             canonical,
         })
@@ -156,7 +157,7 @@ impl Journal {
             });
         }
         Ok(Journal {
-            connection: Arc::new(Mutex::new(connection)),
+            writer: Arc::new(Writer::new(connection)),
             path: path.to_path_buf(),
             canonical,
         })

@@ -7,7 +7,7 @@
 //! are `schedule::week`'s; what happens to a week afterwards is `attempts`'.
 
 use chrono::NaiveDate;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{Connection, OptionalExtension, params};
 use uuid::Uuid;
 
 use super::attempts::{OPEN_ATTEMPT_COLUMNS, WorkItem, open_attempt_offset};
@@ -118,7 +118,7 @@ impl Journal {
                 }
             };
             let mut added = 0;
-            let recorded = recorded_run(&c.tx, collection_id)?;
+            let recorded = recorded_run(c.tx, collection_id)?;
             for week_start in week::due_weeks(start, latest) {
                 if recorded.is_some_and(|(first, last)| {
                     first <= week_start
@@ -260,7 +260,7 @@ impl Journal {
 /// triggers keep. `None` (say, after `week_start` changed) means check
 /// each week.
 fn recorded_run(
-    tx: &Transaction<'_>,
+    tx: &Connection,
     collection_id: Uuid,
 ) -> rusqlite::Result<Option<(NaiveDate, NaiveDate)>> {
     let (first, last, count): (Option<String>, Option<String>, i64) = tx

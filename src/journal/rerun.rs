@@ -137,7 +137,7 @@ impl Journal {
                 week_id,
                 status,
                 attempt: superseded,
-            } = match check(&c.tx, schedule, week_start)? {
+            } = match check(c.tx, schedule, week_start)? {
                 Ok(named) => named,
                 Err(refusal) => return Ok(Err(refusal)),
             };
