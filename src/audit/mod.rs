@@ -5,6 +5,10 @@
 //! the drift comparison of `verify` plus the chain heads Postgres recorded
 //! at each sync.
 //!
+//! The replay runs one collection at a time (the journal walks the log and
+//! the tables grouped by collection), so its memory is one collection's
+//! history, not the journal's.
+//!
 //! Owns the findings; the replay rules are `replay`'s. Reading is the journal's and the
 //! warehouse's; the row comparison with Postgres is `drift`'s.
 
@@ -17,7 +21,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use crate::journal::replay::{Applied, Replay};
-use crate::journal::{ChainHead, EventFilter, Journal, JournalError, StateTables, StoredEvent};
+use crate::journal::{AuditPart, ChainHead, Journal, JournalError, StateRow, StateTables};
 
 /// One thing the audit could not reconcile.
 #[derive(Debug, Clone, Serialize)]
@@ -136,45 +140,121 @@ fn record(
             detail: broken.why,
         });
     }
-    let mut replay = Replay::default();
-    let mut unknown: BTreeMap<String, u64> = BTreeMap::new();
-    let mut records: BTreeMap<String, u64> = BTreeMap::new();
-    report.events = journal.each_event(&EventFilter::default(), |event: StoredEvent| {
-        progress.inc(1);
-        match replay.apply(event.seq, &event.kind, &event.subject, &event.payload) {
-            Applied::State => {}
-            // Runner starts are bookkeeping of the runs themselves.
-            Applied::Record if event.kind == "runner.started" => {}
-            Applied::Record => *records.entry(event.kind).or_default() += 1,
-            Applied::Unknown => *unknown.entry(event.kind).or_default() += 1,
-        }
-        Ok::<(), JournalError>(())
-    })?;
-    for (kind, count) in records {
-        report.notes.push(format!(
-            "{count} `{kind}` events change no state table the replay checks"
-        ));
-    }
-    for (kind, count) in unknown {
-        report.notes.push(format!(
-            "{count} `{kind}` events are of a kind this version does not know; they were not replayed"
-        ));
-    }
-    for problem in &replay.problems {
-        report.push(Finding {
-            check: "state",
-            subject: problem.0.clone(),
-            detail: problem.1.clone(),
-        });
-    }
-    if replay.collections_without_ids > 0 {
-        report.notes.push(format!(
-            "{} collection events were written by an older chronicle without workflow_id and instance_id: those columns (and schedule_file, after an update) are not checked for their collections",
-            replay.collections_without_ids
-        ));
-    }
-    compare_state(journal, replay.state, report)?;
+    let mut walk = Walk::default();
+    journal.each_collection_group(|part| walk.take(part, progress, report))?;
+    walk.finish(report);
     Ok(())
+}
+
+/// The replay and comparison, one collection at a time
+/// (`Journal::each_collection_group`): only the group in hand is held,
+/// plus the few rows the log and the tables place in different groups.
+#[derive(Default)]
+struct Walk {
+    replay: Replay,
+    /// The last event seen.
+    last_seq: i64,
+    unknown: BTreeMap<String, u64>,
+    records: BTreeMap<String, u64>,
+    collections_without_ids: u64,
+    /// Replayed rows no state row of their group matched.
+    unmatched_log: StateTables,
+    /// State rows no replayed row of their group matched.
+    unmatched_table: StateTables,
+}
+
+/// How many unmatched rows of each side are held for pairing; past it
+/// they are named unpaired, so a journal broken everywhere cannot make
+/// the audit's memory grow with it.
+const HELD_UNMATCHED: usize = LISTED_FINDINGS;
+
+impl Walk {
+    fn take(
+        &mut self,
+        part: AuditPart<'_>,
+        progress: &indicatif::ProgressBar,
+        report: &mut AuditReport,
+    ) {
+        match part {
+            AuditPart::Event {
+                seq,
+                kind,
+                subject,
+                payload,
+            } => {
+                progress.inc(1);
+                self.last_seq = self.last_seq.max(seq);
+                match self.replay.apply(seq, kind, subject, payload) {
+                    Applied::State => {}
+                    // Runner starts are bookkeeping of the runs themselves.
+                    Applied::Record if kind == "runner.started" => {}
+                    Applied::Record => *self.records.entry(kind.to_owned()).or_default() += 1,
+                    Applied::Unknown => *self.unknown.entry(kind.to_owned()).or_default() += 1,
+                }
+            }
+            AuditPart::Row { entity, id, row } => {
+                let key = (entity.to_owned(), id);
+                match self.replay.state.remove(&key) {
+                    Some(expected) => compare(&key, &expected, &row, report),
+                    None if self.unmatched_table.len() < HELD_UNMATCHED => {
+                        self.unmatched_table.insert(key, row);
+                    }
+                    None => report.push(unmatched_table(&key)),
+                }
+            }
+            AuditPart::End => {
+                let replay = std::mem::take(&mut self.replay);
+                for (subject, detail) in replay.problems {
+                    report.push(Finding {
+                        check: "state",
+                        subject,
+                        detail,
+                    });
+                }
+                self.collections_without_ids += replay.collections_without_ids;
+                for (key, expected) in replay.state {
+                    match self.unmatched_table.remove(&key) {
+                        Some(actual) => compare(&key, &expected, &actual, report),
+                        None if self.unmatched_log.len() < HELD_UNMATCHED => {
+                            self.unmatched_log.insert(key, expected);
+                        }
+                        None => report.push(unmatched_log(&key)),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Pairs the rows the log and the tables placed in different groups,
+    /// names what stays unmatched, and adds the notes.
+    fn finish(mut self, report: &mut AuditReport) {
+        report.events = self.last_seq;
+        for (key, expected) in std::mem::take(&mut self.unmatched_log) {
+            match self.unmatched_table.remove(&key) {
+                Some(actual) => compare(&key, &expected, &actual, report),
+                None => report.push(unmatched_log(&key)),
+            }
+        }
+        for key in self.unmatched_table.keys() {
+            report.push(unmatched_table(key));
+        }
+        for (kind, count) in self.records {
+            report.notes.push(format!(
+                "{count} `{kind}` events change no state table the replay checks"
+            ));
+        }
+        for (kind, count) in self.unknown {
+            report.notes.push(format!(
+                "{count} `{kind}` events are of a kind this version does not know; they were not replayed"
+            ));
+        }
+        if self.collections_without_ids > 0 {
+            report.notes.push(format!(
+                "{} collection events were written by an older chronicle without workflow_id and instance_id: those columns (and schedule_file, after an update) are not checked for their collections",
+                self.collections_without_ids
+            ));
+        }
+    }
 }
 
 /// Adds the findings of comparing the chain heads Postgres recorded for
@@ -225,53 +305,48 @@ pub fn chain_heads(
     Ok(())
 }
 
-/// Names every row that is in one place and not the other, and every
-/// column whose table value differs from the replayed one. Columns the log
-/// does not carry for a row (old journals) are not compared. The tables are
-/// streamed and each matched row leaves the replay: only one copy of the
-/// state is ever held.
-fn compare_state(
-    journal: &Journal,
-    mut replayed: StateTables,
+/// Names every column whose table value (`actual`) differs from the
+/// replayed one. Columns the log does not carry for a row (old journals)
+/// are not compared.
+fn compare(
+    key: &(String, String),
+    expected: &StateRow,
+    actual: &StateRow,
     report: &mut AuditReport,
-) -> Result<(), JournalError> {
-    journal.each_state_row(|entity, id, actual| {
-        let key = (entity.to_owned(), id);
-        let subject = format!("{} {}", key.0, key.1);
-        let Some(expected) = replayed.remove(&key) else {
-            report.push(Finding {
-                check: "state",
-                subject,
-                detail: "the state tables hold this row; no event created it".into(),
-            });
-            return;
-        };
-        let differing: Vec<String> = expected
-            .iter()
-            .filter(|(column, value)| actual.get(*column).is_some_and(|stored| stored != *value))
-            .map(|(column, value)| {
-                format!(
-                    "{column}: the log says {value}, the table holds {}",
-                    actual[column]
-                )
-            })
-            .collect();
-        if !differing.is_empty() {
-            report.push(Finding {
-                check: "state",
-                subject,
-                detail: differing.join("; "),
-            });
-        }
-    })?;
-    for (entity, id) in replayed.into_keys() {
+) {
+    let differing: Vec<String> = expected
+        .iter()
+        .filter(|(column, value)| actual.get(*column).is_some_and(|stored| stored != *value))
+        .map(|(column, value)| {
+            format!(
+                "{column}: the log says {value}, the table holds {}",
+                actual[column]
+            )
+        })
+        .collect();
+    if !differing.is_empty() {
         report.push(Finding {
             check: "state",
-            subject: format!("{entity} {id}"),
-            detail: "the event log creates this row; the state tables do not hold it".into(),
+            subject: format!("{} {}", key.0, key.1),
+            detail: differing.join("; "),
         });
     }
-    Ok(())
+}
+
+fn unmatched_table(key: &(String, String)) -> Finding {
+    Finding {
+        check: "state",
+        subject: format!("{} {}", key.0, key.1),
+        detail: "the state tables hold this row; no event created it".into(),
+    }
+}
+
+fn unmatched_log(key: &(String, String)) -> Finding {
+    Finding {
+        check: "state",
+        subject: format!("{} {}", key.0, key.1),
+        detail: "the event log creates this row; the state tables do not hold it".into(),
+    }
 }
 
 #[cfg(test)]

@@ -69,7 +69,7 @@ pub use views::lineage::{AttemptView, Lineage, SyncedValues, WeekView};
 pub use views::listings::{ExecutionFilter, ExecutionLine, WeekLine};
 pub use views::log::{ChainHead, EventFilter, StoredEvent};
 pub use views::metrics::{MetricsSnapshot, ScheduleFigures};
-pub use views::state::{StateRow, StateTables};
+pub use views::state::{AuditPart, StateRow, StateTables};
 pub use views::status::{CollectionSummary, RunnerStart, StatusReport};
 
 #[derive(Debug, thiserror::Error)]

@@ -161,6 +161,33 @@ async fn a_state_row_changed_behind_the_logs_back_is_named_by_audit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_week_moved_to_another_collection_behind_the_logs_back_is_named_by_its_column() {
+    // The audit replays one collection at a time: the moved week and its
+    // attempts sit in another group than the log puts them in, and must
+    // still be paired up and named by the column that differs.
+    let app = backfilled(2).await;
+    let raw = rusqlite::Connection::open(app.journal_path()).unwrap();
+    let week: String = raw
+        .query_row("SELECT id FROM weeks LIMIT 1", [], |row| row.get(0))
+        .unwrap();
+    // As a hand edit with the sqlite3 shell would (no foreign keys).
+    raw.execute_batch("PRAGMA foreign_keys = OFF").unwrap();
+    raw.execute(
+        "UPDATE weeks SET collection_id = 'ffffffff-ffff-ffff-ffff-ffffffffffff' WHERE id = ?1",
+        [&week],
+    )
+    .unwrap();
+
+    let (code, report) = audit(&app).await;
+    assert_eq!(code, Some(1), "{report:#}");
+    let found = findings(&report);
+    let state: Vec<_> = found.iter().filter(|f| f.0 == "state").collect();
+    assert_eq!(state.len(), 1, "{report:#}");
+    assert_eq!(state[0].1, format!("week {week}"));
+    assert!(state[0].2.starts_with("collection_id:"), "{state:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_journal_rewritten_consistently_is_caught_by_the_chain_head_postgres_holds() {
     let app = backfilled(2).await;
     let raw = tamper(&app);
