@@ -20,7 +20,6 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use chronicle::amc::result::{ColumnType, ResultColumn, Summary};
-use chronicle::amc::{Execution, Status};
 use chronicle::journal::{Entity, Journal, WorkItem};
 use chronicle::schedule::Schedule;
 use chronicle::sync::reconciler;
@@ -284,23 +283,7 @@ fn record_attempts(
                     for week in share {
                         let request = schedule.request(week.week_start);
                         let mut attempt = journal.record_intent(week.week_id, &request, "bench")?;
-                        let execution = Execution {
-                            workflow_execution_id: format!("exec-{}", attempt.id),
-                            workflow_id: request.workflow_id.clone(),
-                            status: Status::Pending,
-                            create_time: None,
-                            last_updated_time: None,
-                            time_window_start: None,
-                            time_window_end: None,
-                            time_window_start_original: Some(request.time_window_start.clone()),
-                            time_window_end_original: Some(request.time_window_end.clone()),
-                            time_window_time_zone_original: None,
-                            parameter_values: None,
-                            status_reason: None,
-                            failure_reason: None,
-                            details: None,
-                            message: None,
-                        };
+                        let execution = common::created(&attempt, &request);
                         journal.record_submitted(&mut attempt, &execution, false)?;
                         journal.record_succeeded(&attempt, result)?;
                         ids.push((week.week_id.to_string(), attempt.id.to_string()));

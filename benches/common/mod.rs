@@ -9,6 +9,8 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, ensure};
+use chronicle::amc::{CreateExecution, Execution, Status};
+use chronicle::journal::OpenAttempt;
 
 /// `cargo test --all-targets` runs harness=false benches without the
 /// `--bench` flag `cargo bench` passes: say how to run it and stop.
@@ -188,4 +190,26 @@ pub fn thousands(n: u64) -> String {
         out.push(digit);
     }
     out
+}
+
+/// AMC's answer to creating `request` for `attempt`, as the journaling
+/// benches record it (`record_submitted`) without asking AMC.
+pub fn created(attempt: &OpenAttempt, request: &CreateExecution) -> Execution {
+    Execution {
+        workflow_execution_id: format!("exec-{}", attempt.id),
+        workflow_id: request.workflow_id.clone(),
+        status: Status::Pending,
+        create_time: None,
+        last_updated_time: None,
+        time_window_start: None,
+        time_window_end: None,
+        time_window_start_original: Some(request.time_window_start.clone()),
+        time_window_end_original: Some(request.time_window_end.clone()),
+        time_window_time_zone_original: None,
+        parameter_values: None,
+        status_reason: None,
+        failure_reason: None,
+        details: None,
+        message: None,
+    }
 }
