@@ -58,6 +58,19 @@ pub async fn fresh_database(admin: &str) -> String {
     }
 }
 
+/// How many weeks Postgres at `url` holds as completed.
+pub async fn completed_weeks(url: &str) -> i64 {
+    connect(url)
+        .await
+        .query_one(
+            "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap()
+        .get(0)
+}
+
 pub async fn connect(url: &str) -> tokio_postgres::Client {
     let (client, connection) = tokio_postgres::connect(url, NoTls).await.unwrap();
     tokio::spawn(connection);

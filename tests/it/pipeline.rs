@@ -12,7 +12,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
 
-use crate::helpers::{connect, quick_sim, schedule, spawn_app, spawn_app_on_application, text};
+use crate::helpers::{
+    completed_weeks, connect, quick_sim, schedule, spawn_app, spawn_app_on_application, text,
+};
 
 /// Every row of the journal queued again at its current state.
 fn requeue_everything(journal: &Journal, pg_ids: &[(Entity, String)]) -> i64 {
@@ -65,11 +67,7 @@ async fn a_connection_cut_while_two_batches_are_in_flight_acknowledges_nothing_a
     let queued = requeue_everything(&journal, &rows);
 
     let (proxy_port, cut) = start_cutting_proxy(&app.database_url).await;
-    let through_proxy = app.database_url.replacen(
-        &format!(":{}/", port_of(&app.database_url)),
-        &format!(":{proxy_port}/"),
-        1,
-    );
+    let through_proxy = on_port(&app.database_url, proxy_port);
     let mut warehouse = Warehouse::connect(&through_proxy, &TlsOptions::default())
         .await
         .unwrap();
@@ -103,16 +101,7 @@ async fn a_connection_cut_while_two_batches_are_in_flight_acknowledges_nothing_a
     assert_eq!(report.quarantined, 0);
     let verify = app.chronicle(&["verify"]).await;
     assert_eq!(verify.status.code(), Some(0), "{}", text(&verify));
-    let completed: i64 = connect(&app.database_url)
-        .await
-        .query_one(
-            "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(completed, 6);
+    assert_eq!(completed_weeks(&app.database_url).await, 6);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -142,11 +131,7 @@ async fn the_applications_export_trigger_hears_of_each_completed_execution_once_
     // execution already completed: the touch is its one update.
     let config = std::fs::read_to_string(&app.config_path).unwrap();
     let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let away = app.database_url.replacen(
-        &format!(":{}/", port_of(&app.database_url)),
-        &format!(":{}/", closed.local_addr().unwrap().port()),
-        1,
-    );
+    let away = on_port(&app.database_url, closed.local_addr().unwrap().port());
     drop(closed);
     app.set_config(&config.replace(&app.database_url, &away));
     let output = app.chronicle(&["backfill", "weekly"]).await;
@@ -203,6 +188,11 @@ async fn touches(pg: &tokio_postgres::Client) -> (i64, i64) {
         .await
         .unwrap();
     (row.get(0), row.get(1))
+}
+
+/// `url` with its port replaced by `port`.
+fn on_port(url: &str, port: u16) -> String {
+    url.replacen(&format!(":{}/", port_of(url)), &format!(":{port}/"), 1)
 }
 
 fn port_of(url: &str) -> u16 {

@@ -8,7 +8,8 @@ use chronicle::warehouse::Warehouse;
 use chronicle::warehouse::tls::TlsOptions;
 
 use crate::helpers::{
-    connect, fresh_database, quick_sim, schedule, spawn_app, spawn_app_with_database, text,
+    completed_weeks, connect, fresh_database, quick_sim, schedule, spawn_app,
+    spawn_app_with_database, text,
 };
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -196,13 +197,5 @@ async fn a_table_locked_in_postgres_ends_the_backfills_sync_within_its_timeouts_
     let synced = app.chronicle(&["sync"]).await;
     assert_eq!(synced.status.code(), Some(0), "{}", text(&synced));
     assert!(String::from_utf8_lossy(&synced.stdout).contains("0 updates pending sync"));
-    let weeks: i64 = holder
-        .query_one(
-            "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(weeks, 3);
+    assert_eq!(completed_weeks(&app.database_url).await, 3);
 }

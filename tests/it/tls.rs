@@ -13,8 +13,8 @@ use chronicle::warehouse::tls::{TlsMode, TlsOptions};
 use chronicle::warehouse::{Warehouse, WarehouseError};
 
 use crate::helpers::{
-    config, connect, fresh_database, quick_sim, run_chronicle, schedule, spawn_app_with_database,
-    text,
+    completed_weeks, config, connect, fresh_database, quick_sim, run_chronicle, schedule,
+    spawn_app_with_database, text,
 };
 
 /// The TLS cluster and its certificates, for the whole test binary.
@@ -209,16 +209,7 @@ async fn verify_full_with_the_ca_file_connects_encrypted_and_syncs() {
         "{}",
         text(&synced)
     );
-    let weeks: i64 = connect(&url)
-        .await
-        .query_one(
-            "SELECT count(*) FROM report_data_weeks WHERE status = 'completed'",
-            &[],
-        )
-        .await
-        .unwrap()
-        .get(0);
-    assert_eq!(weeks, 2);
+    assert_eq!(completed_weeks(&url).await, 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
