@@ -15,7 +15,8 @@
 //! - `plan`: collections and their due weeks; `attach`: a collection the
 //!   application already had, imported; `attempts`: each attempt's
 //!   transitions; `scheduler`: the daemon's decisions.
-//! - `outbox` and `rows`: what waits for Postgres and the rows it is sent as.
+//! - `outbox` and `rows`: what waits for Postgres and the rows it is sent as;
+//!   `tracked`: those rows page by page in id order, for `verify`.
 //! - `views`: what commands print; `replay`: the state the log implies, for
 //!   the audit and lineage; `identity`: deterministic ids (I5).
 //! - Operating it (V9): `rerun` (a week run again on a person's request),
@@ -43,6 +44,7 @@ mod rerun;
 mod rows;
 mod scheduler;
 mod sql;
+mod tracked;
 mod unresolved;
 mod views;
 

@@ -140,21 +140,6 @@ impl Journal {
         rows::rows_with_parents(&tx, collections, executions, weeks).map_err(|e| self.sqlite(e))
     }
 
-    /// Every tracking row the journal holds: what Postgres should equal.
-    pub fn all_rows(&self) -> Result<Batch> {
-        let mut connection = self.lock();
-        let tx = connection.transaction().map_err(|e| self.sqlite(e))?;
-        let ids = |sql: &str| -> rusqlite::Result<BTreeSet<String>> {
-            let mut statement = tx.prepare(sql)?;
-            let rows = statement.query_map([], |row| row.get(0))?;
-            rows.collect()
-        };
-        let collections = ids("SELECT id FROM collections").map_err(|e| self.sqlite(e))?;
-        let executions = ids("SELECT id FROM attempts").map_err(|e| self.sqlite(e))?;
-        let weeks = ids("SELECT id FROM weeks").map_err(|e| self.sqlite(e))?;
-        rows::rows_with_parents(&tx, collections, executions, weeks).map_err(|e| self.sqlite(e))
-    }
-
     /// `(entity, id)` of rows Postgres has not seen in their current state:
     /// waiting in the outbox or quarantined.
     pub fn unsynced(&self) -> Result<BTreeSet<(Entity, String)>> {

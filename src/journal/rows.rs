@@ -66,7 +66,7 @@ pub(super) fn rows_with_parents(
     })
 }
 
-fn collection_rows(
+pub(super) fn collection_rows(
     connection: &Connection,
     ids: &BTreeSet<String>,
 ) -> rusqlite::Result<Vec<CollectionRow>> {
@@ -124,7 +124,7 @@ fn collection_rows(
 
 /// Leaves out attempts AMC never held (intents, abandoned ones): Postgres
 /// tracks AMC executions, and those never existed there.
-fn execution_rows(
+pub(super) fn execution_rows(
     connection: &Connection,
     ids: &BTreeSet<String>,
 ) -> rusqlite::Result<Vec<ExecutionRow>> {
@@ -174,7 +174,10 @@ fn execution_rows(
     )
 }
 
-fn week_rows(connection: &Connection, ids: &BTreeSet<String>) -> rusqlite::Result<Vec<WeekRow>> {
+pub(super) fn week_rows(
+    connection: &Connection,
+    ids: &BTreeSet<String>,
+) -> rusqlite::Result<Vec<WeekRow>> {
     rows_by_id(
         connection,
         "SELECT w.id, w.collection_id, w.week_start, w.status,

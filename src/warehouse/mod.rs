@@ -11,14 +11,16 @@
 //! (the catalog read at connect, and what chronicle cannot write),
 //! `columns` (which columns are written, and how), `refs` (the
 //! application's uuids for AMC's ids), `rows` (the rows in the
-//! application's words), `upsert` (one round trip per batch), `read`
-//! (Postgres's side for `verify`, `audit` and attaching), `tls`.
+//! application's words), `upsert` (one round trip per batch), `scan`
+//! (Postgres's side of `verify`, streamed), `read` (the audit's chain heads
+//! and attaching), `tls`.
 
 mod columns;
 mod migrate;
 mod read;
 mod refs;
 pub mod rows;
+mod scan;
 mod shape;
 pub mod tls;
 mod upsert;
@@ -34,7 +36,8 @@ use refs::Refs;
 use shape::Shape;
 use tls::{CaFileError, TlsOptions, TlsSetupError};
 
-pub use read::{AppCollection, AppExecution, AppWeek, CollectionQuery, Snapshot};
+pub use read::{AppCollection, AppExecution, AppWeek, CollectionQuery};
+pub use scan::{Dangling, Scan, WeekPopulation};
 pub use shape::SchemaError;
 pub use upsert::Prepared;
 

@@ -1,29 +1,18 @@
-//! Reading Postgres's side: the tracked columns of this journal's rows for
-//! `verify` and `audit`, the chain heads the audit checks, and the
+//! Reading Postgres's side: the chain heads the audit checks, and the
 //! application's collection a new schedule attaches to, with its weeks and
 //! their executions, for the journal to import.
 //!
-//! Owns these reads; judging them is `sync::drift`'s and the audit's, and
-//! importing is the journal's.
+//! Owns these reads; judging them is the audit's, and importing is the
+//! journal's. `verify`'s walk of both sides is `scan`'s.
 
 use chrono::{DateTime, NaiveDate, Utc};
 use tokio_postgres::Row;
 use tokio_postgres::types::Type;
 use uuid::Uuid;
 
-use super::rows::{Entity, NULL, TrackedRow, tracked_columns};
-use super::shape::{COLLECTIONS, EXECUTIONS, SchemaError, Table, WEEKS};
+use super::shape::SchemaError;
 use super::upsert::classify;
 use super::{Warehouse, WarehouseError};
-
-/// Postgres's copy of one journal's rows, as `verify` compares them.
-#[derive(Debug, Clone, Default)]
-pub struct Snapshot {
-    pub rows: Vec<TrackedRow>,
-    /// Rows of the three tables that belong to no collection of this
-    /// journal (the application's, another tool's): not compared.
-    pub other_rows: i64,
-}
 
 /// Which application collection a schedule means.
 #[derive(Debug, Clone)]
@@ -81,96 +70,7 @@ pub struct AppExecution {
     pub completed_at: Option<DateTime<Utc>>,
 }
 
-/// A tracked column as text: timestamps as epoch milliseconds, a column
-/// the table lacks as NULL.
-fn select_text(table: &Table, column: &str) -> String {
-    match table.get(column).map(|c| c.type_name.as_str()) {
-        None => "NULL::text".to_owned(),
-        Some("timestamptz" | "timestamp") => {
-            format!("floor(extract(epoch FROM t.{column}) * 1000)::bigint::text")
-        }
-        Some(_) => format!("t.{column}::text"),
-    }
-}
-
 impl Warehouse {
-    /// The tracked columns of every Postgres row of these collections,
-    /// their weeks, and the executions those weeks or `executions` name.
-    pub async fn snapshot(
-        &self,
-        collections: &[Uuid],
-        executions: &[Uuid],
-    ) -> Result<Snapshot, WarehouseError> {
-        let mut snapshot = Snapshot::default();
-        let tables = [
-            (
-                Entity::Collection,
-                COLLECTIONS,
-                &self.shape.collections,
-                "t.id = ANY($1)",
-            ),
-            (
-                Entity::Week,
-                WEEKS,
-                &self.shape.weeks,
-                "t.collection_id = ANY($1)",
-            ),
-            (
-                Entity::Execution,
-                EXECUTIONS,
-                &self.shape.executions,
-                "t.id = ANY($2) OR t.id IN (SELECT execution_id FROM report_data_weeks
-                                             WHERE collection_id = ANY($1))",
-            ),
-        ];
-        for (entity, name, table, filter) in tables {
-            let columns = tracked_columns(entity);
-            let selected: Vec<String> = columns.iter().map(|c| select_text(table, c)).collect();
-            let sql = format!(
-                "SELECT t.id::text, {} FROM {name} t WHERE {filter}",
-                selected.join(", ")
-            );
-            let rows = self
-                .client
-                .query_typed(
-                    &sql,
-                    &[
-                        (&collections, Type::UUID_ARRAY),
-                        (&executions, Type::UUID_ARRAY),
-                    ],
-                )
-                .await
-                .map_err(|e| classify(&e))?;
-            for row in rows {
-                snapshot.rows.push(TrackedRow {
-                    entity,
-                    id: row.get(0),
-                    columns: columns
-                        .iter()
-                        .enumerate()
-                        .map(|(i, c)| {
-                            let value: Option<String> = row.get(i + 1);
-                            (*c, value.unwrap_or_else(|| NULL.to_owned()))
-                        })
-                        .collect(),
-                });
-            }
-        }
-        let total: i64 = self
-            .client
-            .query_typed(
-                "SELECT (SELECT count(*) FROM report_data_collections)
-                      + (SELECT count(*) FROM report_data_weeks)
-                      + (SELECT count(*) FROM workflow_executions)",
-                &[],
-            )
-            .await
-            .map_err(|e| classify(&e))?[0]
-            .get(0);
-        snapshot.other_rows = total - snapshot.rows.len() as i64;
-        Ok(snapshot)
-    }
-
     /// Every chain head recorded for `journal_id`, oldest first, as
     /// `(seq, hash)`, and whether heads of other journals exist.
     pub async fn chain_heads(

@@ -23,3 +23,4 @@ mod robustness;
 mod strict_amc;
 mod sync;
 mod tls;
+mod verify;
