@@ -122,7 +122,7 @@ async fn run() -> Result<()> {
         ratio(proxy_rtt, ONE_WAY_DELAY * 2)
     );
 
-    for shape in [Shape::Own, Shape::Application] {
+    for shape in shapes()? {
         let templates = bench.templates(shape).await?;
         for condition in [&direct, &latent] {
             let figures = bench.measure(shape, &templates, condition).await?;
@@ -131,6 +131,23 @@ async fn run() -> Result<()> {
     }
     println!("whole benchmark: {}", secs(started.elapsed()));
     Ok(())
+}
+
+/// The shapes to measure: both, or only those `RECONCILER_BENCH_SHAPES`
+/// names (`own`, `app`, comma-separated), so one shape can be iterated on
+/// without the other's five minutes.
+fn shapes() -> Result<Vec<Shape>> {
+    let Ok(names) = std::env::var("RECONCILER_BENCH_SHAPES") else {
+        return Ok(vec![Shape::Own, Shape::Application]);
+    };
+    names
+        .split(',')
+        .map(|name| match name.trim() {
+            "own" => Ok(Shape::Own),
+            "app" => Ok(Shape::Application),
+            other => bail!("RECONCILER_BENCH_SHAPES: unknown shape {other:?} (own or app)"),
+        })
+        .collect()
 }
 
 /// The two database shapes chronicle writes.
@@ -356,6 +373,8 @@ struct FloorTable {
 #[derive(Default)]
 struct Figures {
     floor: Duration,
+    /// Postgres's own time executing the floor's statements.
+    floor_server: Duration,
     /// Batches of BATCH onto existing rows: the like-for-like figure.
     reconciler: Duration,
     /// Batches of SMALL_BATCH (chronicle's tables only).
@@ -375,6 +394,13 @@ struct Breakdown {
     total: Duration,
     read_outbox: Duration,
     apply: Duration,
+    /// Of `apply`: building the batch's parameters (`Warehouse::prepare`),
+    /// and its transaction on the wire (`Prepared::send`).
+    prepare: Duration,
+    send: Duration,
+    /// Postgres's own time executing the run's statements
+    /// (`pg_stat_database.active_time`).
+    server: Duration,
     acknowledge: Duration,
     batches: usize,
 }
@@ -402,7 +428,7 @@ impl Bench<'_> {
 
         let mut figures = Figures::default();
         eprintln!("[{tag}] floor");
-        figures.floor = self.floor(templates, condition).await?;
+        (figures.floor, figures.floor_server) = self.floor(templates, condition).await?;
         eprintln!("[{tag}] reconciler, batch {BATCH}");
         figures.reconciler = self.reconciler(&templates.seeded, condition, BATCH).await?;
         eprintln!("[{tag}] reconciler, empty tables");
@@ -589,7 +615,11 @@ impl Bench<'_> {
                 break;
             }
             let step = Instant::now();
-            warehouse.apply(&pending.batch).await?;
+            let prepared = warehouse.prepare(&pending.batch).await?;
+            let prepared_at = Instant::now();
+            prepared.send().await?;
+            breakdown.prepare += prepared_at - step;
+            breakdown.send += prepared_at.elapsed();
             breakdown.apply += step.elapsed();
             let step = Instant::now();
             journal.acknowledge(&pending.entries)?;
@@ -598,6 +628,7 @@ impl Bench<'_> {
         }
         breakdown.total = started.elapsed();
         drop(warehouse);
+        breakdown.server = self.server_time(&target).await?;
         self.check(&target, &[WEEKS, WEEKS]).await?;
         self.forget_journal(journal)?;
         self.drop_database(target).await?;
@@ -663,7 +694,12 @@ impl Bench<'_> {
     /// existing rows with the reconciler's `journal_seq` guard. The temp
     /// tables are made in one round trip and the UPDATEs and COMMIT sent
     /// in another; each COPY takes two.
-    async fn floor(&mut self, templates: &Templates, condition: &Condition) -> Result<Duration> {
+    /// Returns the wall time and Postgres's own time.
+    async fn floor(
+        &mut self,
+        templates: &Templates,
+        condition: &Condition,
+    ) -> Result<(Duration, Duration)> {
         let target = self.fresh_database(&templates.seeded, condition).await?;
         let client = connect(&target.url).await?;
         let mut create = String::from("BEGIN;");
@@ -707,9 +743,50 @@ impl Bench<'_> {
         client.batch_execute(&update).await?;
         let elapsed = started.elapsed();
         drop(client);
+        let server = self.server_time(&target).await?;
         self.check(&target, &[WEEKS, WEEKS]).await?;
         self.drop_database(target).await?;
-        Ok(elapsed)
+        Ok((elapsed, server))
+    }
+
+    /// Postgres's time executing statements in `target`'s database
+    /// (`pg_stat_database.active_time`), read once every session of it
+    /// has ended: a backend adds its time as it exits. Only the timed
+    /// session has connected by then (`check` connects later).
+    async fn server_time(&self, target: &Target) -> Result<Duration> {
+        let admin = connect(&self.cluster.url("postgres")).await?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let sessions: i64 = admin
+                .query_one(
+                    "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                    &[&target.name],
+                )
+                .await?
+                .get(0);
+            if sessions == 0 {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "{} still has {sessions} sessions after its run",
+                target.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // The exiting backend's counters reach the shared stats just
+        // before it leaves pg_stat_activity; a fresh snapshot reads them.
+        admin
+            .batch_execute("SELECT pg_stat_clear_snapshot()")
+            .await?;
+        let active_ms: f64 = admin
+            .query_one(
+                "SELECT active_time FROM pg_stat_database WHERE datname = $1",
+                &[&target.name],
+            )
+            .await?
+            .get(0);
+        Ok(Duration::from_secs_f64(active_ms / 1000.0))
     }
 
     /// A figure only counts if the rows really landed: the collection and
@@ -843,8 +920,9 @@ fn report(shape: Shape, condition: &Condition, f: &Figures) {
     let c = format!("{}, {}", shape.name(), condition.name);
     println!("--- {c} ---");
     println!(
-        "floor ({c}): COPY + one UPDATE ... FROM per table onto existing rows: {} (baseline)",
-        secs(f.floor)
+        "floor ({c}): COPY + one UPDATE ... FROM per table onto existing rows: {} (baseline); Postgres executing {}",
+        secs(f.floor),
+        secs(f.floor_server)
     );
     let mut batches = vec![(format!("batch {BATCH}"), f.reconciler)];
     if let Some(small) = f.reconciler_small {
@@ -877,6 +955,12 @@ fn report(shape: Shape, condition: &Condition, f: &Figures) {
     for (step, time) in [
         ("read outbox (journal.pending)", b.read_outbox),
         ("Postgres apply (warehouse.apply)", b.apply),
+        (
+            "  of which prepare (parameters built in the client)",
+            b.prepare,
+        ),
+        ("  of which send (the transaction on the wire)", b.send),
+        ("Postgres executing (active_time, whole run)", b.server),
         ("acknowledge (journal.acknowledge)", b.acknowledge),
     ] {
         println!(

@@ -195,10 +195,16 @@ fn plan(name: &'static str, table: &Table, specs: &[Spec]) -> Result<Upsert, Sch
         }
     }
     let names: Vec<&str> = columns.iter().map(|w| w.name).collect();
-    let casts: Vec<String> = columns
+    // One `unnest` per column in the select list (a ProjectSet, which
+    // walks the arrays in step, as `unnest(a, b, ...)` in FROM does, and
+    // pads a shorter one with NULLs the same way), not one multi-argument
+    // `unnest` in FROM: that is a function scan putting each array into a
+    // tuplestore of its own before pairing them, about five times the
+    // cost for 23 arrays of 2,500 (BENCHMARKS.md, reconciler).
+    let unnests: Vec<String> = columns
         .iter()
         .enumerate()
-        .map(|(i, w)| format!("${}::{}", i + 1, array_cast(w)))
+        .map(|(i, w)| format!("unnest(${}::{})", i + 1, array_cast(w)))
         .collect();
     let rewritten: Vec<&'static str> = specs
         .iter()
@@ -210,11 +216,11 @@ fn plan(name: &'static str, table: &Table, specs: &[Spec]) -> Result<Upsert, Sch
         .map(|name| format!("{name} = EXCLUDED.{name}"))
         .collect();
     let sql = format!(
-        "INSERT INTO {name} AS t ({}) SELECT * FROM unnest({})
+        "INSERT INTO {name} AS t ({}) SELECT {}
          ON CONFLICT (id) DO UPDATE SET {}
          WHERE t.journal_seq IS NULL OR t.journal_seq <= EXCLUDED.journal_seq",
         names.join(", "),
-        casts.join(", "),
+        unnests.join(", "),
         updates.join(", ")
     );
     Ok(Upsert {
@@ -432,6 +438,24 @@ mod tests {
             "{}",
             upsert.sql
         );
+    }
+
+    #[test]
+    fn the_rows_come_from_one_unnest_per_column_in_the_select_list() {
+        let weeks = table(&[
+            ("id", "uuid", true),
+            ("status", "varchar", false),
+            ("journal_seq", "int8", false),
+        ]);
+        let upsert = plan(WEEKS, &weeks, WEEK_SPECS).unwrap();
+        assert!(
+            upsert
+                .sql
+                .contains("SELECT unnest($1::uuid[]), unnest($2::text[]), unnest($3::int8[])\n"),
+            "{}",
+            upsert.sql
+        );
+        assert!(!upsert.sql.contains("FROM unnest"), "{}", upsert.sql);
     }
 
     fn full(specs: &[Spec]) -> Table {
