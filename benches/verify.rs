@@ -60,7 +60,7 @@ fn main() -> Result<()> {
         for config in &synced {
             let run = best_of(binary, config)?;
             println!(
-                "  {name:<8} {:>7} weeks: {} s, peak {} MB, {:.1} µs per week",
+                "  {name:<8} {:>7} weeks: {}, peak {}, {:.1} µs per week",
                 thousands(config.weeks as u64),
                 secs(run.wall),
                 megabytes(run.peak_rss_bytes),
@@ -134,7 +134,7 @@ async fn synced_journal(cluster: &Cluster, dir: &Path, weeks: usize) -> Result<S
     reconciler::drain(&journal, &mut warehouse, 5_000).await?;
     ensure!(journal.pending_count()? == 0, "the drain left rows behind");
     println!(
-        "  synced {} weeks in {} s",
+        "  synced {} weeks in {}",
         thousands(weeks as u64),
         secs(started.elapsed())
     );
