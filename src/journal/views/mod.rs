@@ -11,5 +11,6 @@ pub mod lineage;
 pub mod listings;
 pub mod log;
 pub mod metrics;
+mod owners;
 pub mod state;
 pub mod status;
