@@ -31,11 +31,11 @@ use rusqlite::{Connection, params};
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::owners::Owners;
 use super::super::attempts::result_digest;
 use super::super::chain::{ChainBreak, ChainWalk, linked, text_at};
 use super::super::sql::sqlite_text;
 use super::super::{Journal, Result};
+use super::owners::Owners;
 
 /// One state-table row reduced to the columns the event log determines,
 /// keyed by column name, as the audit's replay rebuilds them. Names are
