@@ -12,5 +12,6 @@ pub mod listings;
 pub mod log;
 pub mod metrics;
 mod owners;
+mod spill;
 pub mod state;
 pub mod status;

@@ -13,13 +13,13 @@
 //! collection. A row the two disagree on appears in two groups, and the
 //! audit pairs it up afterwards.
 //!
-//! The walk reads the log twice, both times without a sort. First in `seq`
-//! order: the hash chain is checked and each event's group is decided,
-//! keeping only its `seq` (8 bytes an event) under its group and each
-//! created row's group under its id (`owners`). Then group by group, each
-//! event fetched by its `seq` (the table's rowid). An event placed before
-//! the event that creates its row lands in the group with no collection,
-//! where its replay names it, as it would in any group.
+//! The walk reads the log once, in `seq` order, without a sort: the hash
+//! chain is checked, each event's group is decided (each created row's
+//! group kept under its id, `owners`) and the event's replayed columns are
+//! appended to its group in a temporary file (`spill`); the groups are then
+//! read back one at a time. An event placed before the event that creates
+//! its row lands in the group with no collection, where its replay names
+//! it, as it would in any group.
 //!
 //! Owns the queries and the walk's order; the replay and comparison are the
 //! audit's. Everything is read in one read transaction: one snapshot.
@@ -32,10 +32,11 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::attempts::result_digest;
-use super::super::chain::{ChainBreak, ChainWalk, linked, text_at};
+use super::super::chain::{ChainBreak, ChainWalk, linked};
 use super::super::sql::sqlite_text;
-use super::super::{Journal, Result};
+use super::super::{Journal, JournalError, Result};
 use super::owners::Owners;
+use super::spill::{Spill, Spilled};
 
 /// One state-table row reduced to the columns the event log determines,
 /// keyed by column name, as the audit's replay rebuilds them. Names are
@@ -105,10 +106,19 @@ const EXECUTION_SELECT: &str = "SELECT a.id, a.week_id, a.state, a.amc_execution
     a.superseded_at IS NOT NULL, r.columns, r.sample_rows, r.summary_stats
  FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
 
-/// The `seq` of every event the log places in one group, in `seq` order.
+/// One group of the walk: its collection and its index in the spill.
 struct EventGroup {
     collection: Option<String>,
-    seqs: Vec<i64>,
+    index: usize,
+}
+
+/// What the walk can fail on: the journal, or its temporary file.
+#[derive(Debug, thiserror::Error)]
+enum WalkError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Spill(#[from] std::io::Error),
 }
 
 /// The fields of a creating event's payload that place rows in a group
@@ -138,20 +148,20 @@ impl Journal {
     /// collection comes first.
     pub fn each_collection_group(&self, mut each: impl FnMut(AuditPart<'_>)) -> Result<()> {
         let connection = self.lock();
-        // The second pass fetches events by rowid from all over the file:
-        // a 16 MB cache (fixed, not growing with the log) keeps the
-        // b-tree's inner pages at hand. A connection setting, not a write
-        // to the journal; SQLite's default after.
-        connection
-            .execute_batch("PRAGMA cache_size = -16000")
-            .map_err(|e| self.sqlite(e))?;
-        let walked = walk(&connection, &mut each);
-        let restored = connection.execute_batch("PRAGMA cache_size = -2000");
-        walked.and(restored).map_err(|e| self.sqlite(e))
+        walk(&connection, &mut each).map_err(|e| match e {
+            WalkError::Sqlite(e) => self.sqlite(e),
+            WalkError::Spill(source) => JournalError::AuditSpill {
+                path: self.path().to_path_buf(),
+                source,
+            },
+        })
     }
 }
 
-fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqlite::Result<()> {
+fn walk(
+    connection: &Connection,
+    each: &mut impl FnMut(AuditPart<'_>),
+) -> std::result::Result<(), WalkError> {
     // One snapshot for the events and the tables.
     let tx = connection.unchecked_transaction()?;
     let mut state_groups: Vec<String> = {
@@ -163,27 +173,25 @@ fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqli
             .collect::<rusqlite::Result<_>>()?
     };
     state_groups.reverse();
-    let (chain, mut groups) = group_events(&tx)?;
+    let mut spill = Spill::new()?;
+    let (chain, mut groups) = group_events(&tx, &mut spill)?;
     each(AuditPart::Chain(chain));
     // The group with no collection first (None sorts first), then the
     // collections in order of id, from either side.
     groups.sort_unstable_by(|a, b| a.collection.cmp(&b.collection));
     let mut groups = groups.into_iter().peekable();
-    let mut fetch = tx.prepare("SELECT kind, subject, payload FROM events WHERE seq = ?1")?;
     let mut group: Option<String> = None;
     loop {
         if let Some(events) = groups.next_if(|g| g.collection == group) {
-            for seq in events.seqs {
-                fetch.query_row([seq], |row| {
-                    each(AuditPart::Event {
-                        seq,
-                        kind: text_at(row, 0)?,
-                        subject: text_at(row, 1)?,
-                        payload: text_at(row, 2)?,
-                    });
-                    Ok(())
-                })?;
-            }
+            spill.each(events.index, |event| {
+                each(AuditPart::Event {
+                    seq: event.seq,
+                    kind: event.kind,
+                    subject: event.subject,
+                    payload: event.payload,
+                });
+                Ok(())
+            })?;
         }
         state_rows(&tx, group.as_deref(), each)?;
         each(AuditPart::End);
@@ -200,8 +208,7 @@ fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqli
             (Some(event), Some(state)) => event.clone().min(Some(state.clone())),
         };
     }
-    drop(fetch);
-    tx.finish()
+    Ok(tx.finish()?)
 }
 
 /// The first pass, in `seq` order: checks the chain and places every event
@@ -210,12 +217,15 @@ fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqli
 /// execution with it), an attempt by its intent's week; every other event
 /// goes where its subject was placed, or to the group with no collection.
 /// A payload that does not parse places nothing: the replay names it.
-fn group_events(tx: &Connection) -> rusqlite::Result<(Option<ChainBreak>, Vec<EventGroup>)> {
+fn group_events(
+    tx: &Connection,
+    spill: &mut Spill,
+) -> std::result::Result<(Option<ChainBreak>, Vec<EventGroup>), WalkError> {
     let mut chain = ChainWalk::default();
     let mut owners = Owners::default();
     let mut groups = vec![EventGroup {
         collection: None,
-        seqs: Vec::new(),
+        index: 0,
     }];
     let mut indexes: HashMap<String, u32> = HashMap::new();
     let mut index_of = |collection: &str, groups: &mut Vec<EventGroup>| -> u32 {
@@ -225,7 +235,7 @@ fn group_events(tx: &Connection) -> rusqlite::Result<(Option<ChainBreak>, Vec<Ev
         let index = groups.len() as u32;
         groups.push(EventGroup {
             collection: Some(collection.to_owned()),
-            seqs: Vec::new(),
+            index: index as usize,
         });
         indexes.insert(collection.to_owned(), index);
         index
@@ -258,8 +268,17 @@ fn group_events(tx: &Connection) -> rusqlite::Result<(Option<ChainBreak>, Vec<Ev
             }
             owners.group_of(subject)
         };
-        groups[group.unwrap_or(0) as usize].seqs.push(event.seq);
+        spill.push(
+            group.unwrap_or(0) as usize,
+            &Spilled {
+                seq: event.seq,
+                kind,
+                subject,
+                payload: event.payload,
+            },
+        )?;
     }
+    spill.finish()?;
     Ok((chain.finish(), groups))
 }
 
