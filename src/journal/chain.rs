@@ -76,23 +76,120 @@ pub enum LinkFault {
 /// linked to `prev`: the one rule the journal's walk and evidence files
 /// (`evidence::verify`) share.
 pub fn link_fault(event: &StoredEvent, expected_seq: i64, prev: &str) -> Option<LinkFault> {
-    if event.seq != expected_seq {
-        Some(LinkFault::Missing)
-    } else if event.prev_hash != prev {
-        Some(LinkFault::PrevHash)
-    } else if hash(
-        event.seq,
-        &event.at,
-        &event.kind,
-        &event.subject,
-        &event.payload,
-        &event.prev_hash,
-    ) != event.hash
-    {
-        Some(LinkFault::Content)
-    } else {
-        None
+    Linked {
+        seq: event.seq,
+        at: &event.at,
+        kind: &event.kind,
+        subject: &event.subject,
+        payload: &event.payload,
+        prev_hash: &event.prev_hash,
+        hash: &event.hash,
     }
+    .fault(expected_seq, prev)
+}
+
+/// An event's chained columns borrowed from the row being read: the walks
+/// over the whole log check it without copying each column out.
+pub(super) struct Linked<'a> {
+    pub seq: i64,
+    pub at: &'a str,
+    pub kind: &'a str,
+    pub subject: &'a str,
+    pub payload: &'a str,
+    pub prev_hash: &'a str,
+    pub hash: &'a str,
+}
+
+impl Linked<'_> {
+    fn fault(&self, expected_seq: i64, prev: &str) -> Option<LinkFault> {
+        if self.seq != expected_seq {
+            Some(LinkFault::Missing)
+        } else if self.prev_hash != prev {
+            Some(LinkFault::PrevHash)
+        } else if hash(
+            self.seq,
+            self.at,
+            self.kind,
+            self.subject,
+            self.payload,
+            self.prev_hash,
+        ) != self.hash
+        {
+            Some(LinkFault::Content)
+        } else {
+            None
+        }
+    }
+}
+
+/// The chain checked event by event, in `seq` order: the first break is
+/// kept and nothing after it is judged (a break proves nothing past it).
+pub(super) struct ChainWalk {
+    expected_seq: i64,
+    prev: String,
+    broken: Option<ChainBreak>,
+}
+
+impl Default for ChainWalk {
+    fn default() -> Self {
+        ChainWalk {
+            expected_seq: 1,
+            prev: GENESIS.to_owned(),
+            broken: None,
+        }
+    }
+}
+
+impl ChainWalk {
+    /// Checks the next event; false once the chain is broken.
+    pub fn step(&mut self, event: &Linked<'_>) -> bool {
+        if self.broken.is_some() {
+            return false;
+        }
+        if let Some(fault) = event.fault(self.expected_seq, &self.prev) {
+            let why = match fault {
+                LinkFault::Missing => format!("event {} is missing", self.expected_seq),
+                LinkFault::PrevHash => "its prev_hash does not match the event before it".into(),
+                LinkFault::Content => "its content does not match its hash".into(),
+            };
+            self.broken = Some(ChainBreak {
+                seq: event.seq.min(self.expected_seq),
+                why,
+            });
+            return false;
+        }
+        self.prev.clear();
+        self.prev.push_str(event.hash);
+        self.expected_seq += 1;
+        true
+    }
+
+    /// The first break, or `None` when every event stepped linked true.
+    pub fn finish(self) -> Option<ChainBreak> {
+        self.broken
+    }
+}
+
+/// One column of a row as text, borrowed (an error naming the column when
+/// it is not text).
+fn text_at<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(index)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// The chained columns of a row of `SELECT seq, at, kind, subject,
+/// payload, prev_hash, hash FROM events`.
+pub(super) fn linked<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<Linked<'r>> {
+    Ok(Linked {
+        seq: row.get(0)?,
+        at: text_at(row, 1)?,
+        kind: text_at(row, 2)?,
+        subject: text_at(row, 3)?,
+        payload: text_at(row, 4)?,
+        prev_hash: text_at(row, 5)?,
+        hash: text_at(row, 6)?,
+    })
 }
 
 /// Walks the whole chain; `None` when every event links and hashes true.
@@ -101,31 +198,11 @@ pub(super) fn verify(connection: &Connection) -> rusqlite::Result<Option<ChainBr
         "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events ORDER BY seq",
     )?;
     let mut rows = statement.query([])?;
-    let mut expected_seq = 1;
-    let mut prev = GENESIS.to_owned();
+    let mut walk = ChainWalk::default();
     while let Some(row) = rows.next()? {
-        let event = StoredEvent {
-            seq: row.get(0)?,
-            at: row.get(1)?,
-            kind: row.get(2)?,
-            subject: row.get(3)?,
-            payload: row.get(4)?,
-            prev_hash: row.get(5)?,
-            hash: row.get(6)?,
-        };
-        if let Some(fault) = link_fault(&event, expected_seq, &prev) {
-            let why = match fault {
-                LinkFault::Missing => format!("event {expected_seq} is missing"),
-                LinkFault::PrevHash => "its prev_hash does not match the event before it".into(),
-                LinkFault::Content => "its content does not match its hash".into(),
-            };
-            return Ok(Some(ChainBreak {
-                seq: event.seq.min(expected_seq),
-                why,
-            }));
+        if !walk.step(&linked(row)?) {
+            break;
         }
-        prev = event.hash;
-        expected_seq += 1;
     }
-    Ok(None)
+    Ok(walk.finish())
 }

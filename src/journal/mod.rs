@@ -123,6 +123,11 @@ pub enum JournalError {
         path: PathBuf,
         waited: std::time::Duration,
     },
+    #[error("journal {}: the audit's temporary copy of the log failed: {source}", path.display())]
+    AuditSpill {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, JournalError>;

@@ -114,6 +114,43 @@ async fn an_event_edited_with_sqlite_is_named_by_audit() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_creating_event_whose_payload_is_not_json_is_named_by_audit_not_an_error() {
+    // The walk reads a week's collection from its creating event to group
+    // the log: a payload that does not parse must become findings (the
+    // chain, the event, the rows it leaves unmatched), not end the audit.
+    let app = backfilled(2).await;
+    let raw = tamper(&app);
+    let edited: i64 = raw
+        .query_row(
+            "SELECT min(seq) FROM events WHERE kind = 'week.added'",
+            [],
+            |row| row.get(0),
+        )
+        .unwrap();
+    raw.execute(
+        "UPDATE events SET payload = 'not json' WHERE seq = ?1",
+        [edited],
+    )
+    .unwrap();
+
+    let (code, report) = audit(&app).await;
+    assert_eq!(code, Some(1), "{report:#}");
+    let found = findings(&report);
+    assert!(
+        found
+            .iter()
+            .any(|f| f.0 == "chain" && f.1 == format!("event {edited}")),
+        "{report:#}"
+    );
+    assert!(
+        found
+            .iter()
+            .any(|f| f.0 == "state" && f.1 == format!("event {edited}")),
+        "{report:#}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_deleted_event_is_named_as_the_gap_by_audit() {
     let app = backfilled(2).await;
     let raw = tamper(&app);

@@ -11,5 +11,7 @@ pub mod lineage;
 pub mod listings;
 pub mod log;
 pub mod metrics;
+mod owners;
+mod spill;
 pub mod state;
 pub mod status;

@@ -13,17 +13,30 @@
 //! collection. A row the two disagree on appears in two groups, and the
 //! audit pairs it up afterwards.
 //!
+//! The walk reads the log once, in `seq` order, without a sort: the hash
+//! chain is checked, each event's group is decided (each created row's
+//! group kept under its id, `owners`) and the event's replayed columns are
+//! appended to its group in a temporary file (`spill`); the groups are then
+//! read back one at a time. An event placed before the event that creates
+//! its row lands in the group with no collection, where its replay names
+//! it, as it would in any group.
+//!
 //! Owns the queries and the walk's order; the replay and comparison are the
 //! audit's. Everything is read in one read transaction: one snapshot.
 
-use std::collections::BTreeMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 
 use rusqlite::{Connection, params};
+use serde::Deserialize;
 use serde_json::Value;
 
 use super::super::attempts::result_digest;
+use super::super::chain::{ChainBreak, ChainWalk, linked};
 use super::super::sql::sqlite_text;
-use super::super::{Journal, Result};
+use super::super::{Journal, JournalError, Result};
+use super::owners::Owners;
+use super::spill::{Spill, Spilled};
 
 /// One state-table row reduced to the columns the event log determines,
 /// keyed by column name, as the audit's replay rebuilds them. Names are
@@ -37,6 +50,8 @@ pub type StateTables = BTreeMap<(String, String), StateRow>;
 /// One step of the audit's walk.
 #[derive(Debug)]
 pub enum AuditPart<'a> {
+    /// The hash chain, checked before any group: its first break, if any.
+    Chain(Option<ChainBreak>),
     /// An event of the group, in `seq` order.
     Event {
         seq: i64,
@@ -53,36 +68,6 @@ pub enum AuditPart<'a> {
     /// The group is complete.
     End,
 }
-
-/// Every event with the collection the log places it in (`grp`, NULL when
-/// it cannot), ordered by that collection then `seq`. `owner` is each row
-/// the log creates (a week, an imported execution, an attempt) with the
-/// collection it belongs to; events of other kinds land wherever their
-/// subject does, which changes nothing (they touch no replayed row).
-/// SQLite sorts on disk (`temp_store = FILE` during the walk), so memory
-/// does not grow with the log.
-const GROUPED_EVENTS: &str = "
-WITH week_of(id, collection, execution) AS MATERIALIZED (
-    SELECT subject, json_extract(payload, '$.collection_id'),
-           CASE kind WHEN 'week.imported' THEN json_extract(payload, '$.execution.id') END
-      FROM events WHERE kind IN ('week.added', 'week.imported')
-),
-owner(id, collection) AS MATERIALIZED (
-    SELECT id, collection FROM week_of
-    UNION ALL
-    SELECT execution, collection FROM week_of WHERE execution IS NOT NULL
-    UNION ALL
-    SELECT subject,
-           (SELECT collection FROM week_of WHERE id = json_extract(payload, '$.week_id'))
-      FROM events WHERE kind = 'attempt.intent'
-)
-SELECT CAST(CASE
-           WHEN kind GLOB 'collection.*' THEN subject
-           ELSE (SELECT collection FROM owner WHERE id = subject)
-       END AS TEXT) AS grp,
-       seq, kind, subject, payload
-  FROM events
- ORDER BY grp, seq";
 
 const COLLECTION_COLUMNS: &[&str] = &[
     "name",
@@ -121,38 +106,62 @@ const EXECUTION_SELECT: &str = "SELECT a.id, a.week_id, a.state, a.amc_execution
     a.superseded_at IS NOT NULL, r.columns, r.sample_rows, r.summary_stats
  FROM attempts a LEFT JOIN attempt_results r ON r.attempt_id = a.id";
 
-/// An event read off the grouped walk, owned so the next one can be read.
-struct Grouped {
-    group: Option<String>,
-    seq: i64,
-    kind: String,
-    subject: String,
-    payload: String,
+/// One group of the walk: its collection and its index in the spill.
+struct EventGroup {
+    collection: Option<String>,
+    index: usize,
+}
+
+/// What the walk can fail on: the journal, or its temporary file.
+#[derive(Debug, thiserror::Error)]
+enum WalkError {
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    #[error(transparent)]
+    Spill(#[from] std::io::Error),
+}
+
+/// The fields of a creating event's payload that place rows in a group
+/// (`week.added`, `week.imported`, `attempt.intent`); borrowed unless the
+/// JSON escapes them.
+#[derive(Deserialize)]
+struct Placing<'a> {
+    #[serde(borrow)]
+    collection_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    week_id: Option<Cow<'a, str>>,
+    #[serde(borrow)]
+    execution: Option<PlacedExecution<'a>>,
+}
+
+#[derive(Deserialize)]
+struct PlacedExecution<'a> {
+    #[serde(borrow)]
+    id: Option<Cow<'a, str>>,
 }
 
 impl Journal {
     /// Walks the log and the state tables collection by collection (see
-    /// the module's note): for each group its events in `seq` order, then
-    /// its state rows, then [`AuditPart::End`]. The group with no
+    /// the module's note): first the hash chain's verdict
+    /// ([`AuditPart::Chain`]), then for each group its events in `seq`
+    /// order, its state rows and [`AuditPart::End`]. The group with no
     /// collection comes first.
     pub fn each_collection_group(&self, mut each: impl FnMut(AuditPart<'_>)) -> Result<()> {
         let connection = self.lock();
-        // The sort and the materialized `owner` go to temporary files, not
-        // the heap (the bundled SQLite keeps temporaries in memory by
-        // default); a 16 MB cache (fixed, not growing with the log) makes
-        // the sort's runs longer and its merge shorter. Connection
-        // settings, not writes to the journal; SQLite's defaults after.
-        connection
-            .execute_batch("PRAGMA temp_store = FILE; PRAGMA cache_size = -16000")
-            .map_err(|e| self.sqlite(e))?;
-        let walked = walk(&connection, &mut each);
-        let restored =
-            connection.execute_batch("PRAGMA temp_store = DEFAULT; PRAGMA cache_size = -2000");
-        walked.and(restored).map_err(|e| self.sqlite(e))
+        walk(&connection, &mut each).map_err(|e| match e {
+            WalkError::Sqlite(e) => self.sqlite(e),
+            WalkError::Spill(source) => JournalError::AuditSpill {
+                path: self.path().to_path_buf(),
+                source,
+            },
+        })
     }
 }
 
-fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqlite::Result<()> {
+fn walk(
+    connection: &Connection,
+    each: &mut impl FnMut(AuditPart<'_>),
+) -> std::result::Result<(), WalkError> {
     // One snapshot for the events and the tables.
     let tx = connection.unchecked_transaction()?;
     let mut state_groups: Vec<String> = {
@@ -164,34 +173,25 @@ fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqli
             .collect::<rusqlite::Result<_>>()?
     };
     state_groups.reverse();
-    let mut statement = tx.prepare(GROUPED_EVENTS)?;
-    let mut rows = statement.query([])?;
-    let mut next_event = || -> rusqlite::Result<Option<Grouped>> {
-        rows.next()?
-            .map(|row| {
-                Ok(Grouped {
-                    group: row.get(0)?,
-                    seq: row.get(1)?,
-                    kind: row.get(2)?,
-                    subject: row.get(3)?,
-                    payload: row.get(4)?,
-                })
-            })
-            .transpose()
-    };
-    let mut pending = next_event()?;
-    // The group with no collection first, then the collections in order
-    // of id, from either side.
+    let mut spill = Spill::new()?;
+    let (chain, mut groups) = group_events(&tx, &mut spill)?;
+    each(AuditPart::Chain(chain));
+    // The group with no collection first (None sorts first), then the
+    // collections in order of id, from either side.
+    groups.sort_unstable_by(|a, b| a.collection.cmp(&b.collection));
+    let mut groups = groups.into_iter().peekable();
     let mut group: Option<String> = None;
     loop {
-        while let Some(event) = pending.take_if(|e| e.group == group) {
-            each(AuditPart::Event {
-                seq: event.seq,
-                kind: &event.kind,
-                subject: &event.subject,
-                payload: &event.payload,
-            });
-            pending = next_event()?;
+        if let Some(events) = groups.next_if(|g| g.collection == group) {
+            spill.each(events.index, |event| {
+                each(AuditPart::Event {
+                    seq: event.seq,
+                    kind: event.kind,
+                    subject: event.subject,
+                    payload: event.payload,
+                });
+                Ok(())
+            })?;
         }
         state_rows(&tx, group.as_deref(), each)?;
         each(AuditPart::End);
@@ -201,19 +201,85 @@ fn walk(connection: &Connection, each: &mut impl FnMut(AuditPart<'_>)) -> rusqli
         {
             state_groups.pop();
         }
-        group = match (
-            pending.as_ref().map(|e| e.group.clone()),
-            state_groups.last(),
-        ) {
+        group = match (groups.peek().map(|g| &g.collection), state_groups.last()) {
             (None, None) => break,
-            (Some(event), None) => event,
+            (Some(event), None) => event.clone(),
             (None, Some(state)) => Some(state.clone()),
-            (Some(event), Some(state)) => event.min(Some(state.clone())),
+            (Some(event), Some(state)) => event.clone().min(Some(state.clone())),
         };
     }
-    drop(rows);
-    drop(statement);
-    tx.finish()
+    Ok(tx.finish()?)
+}
+
+/// The first pass, in `seq` order: checks the chain and places every event
+/// in a group. A collection's events are its group (by subject); a week is
+/// placed by its creating event's `collection_id` (and an imported week's
+/// execution with it), an attempt by its intent's week; every other event
+/// goes where its subject was placed, or to the group with no collection.
+/// A payload that does not parse places nothing: the replay names it.
+fn group_events(
+    tx: &Connection,
+    spill: &mut Spill,
+) -> std::result::Result<(Option<ChainBreak>, Vec<EventGroup>), WalkError> {
+    let mut chain = ChainWalk::default();
+    let mut owners = Owners::default();
+    let mut groups = vec![EventGroup {
+        collection: None,
+        index: 0,
+    }];
+    let mut indexes: HashMap<String, u32> = HashMap::new();
+    let mut index_of = |collection: &str, groups: &mut Vec<EventGroup>| -> u32 {
+        if let Some(index) = indexes.get(collection) {
+            return *index;
+        }
+        let index = groups.len() as u32;
+        groups.push(EventGroup {
+            collection: Some(collection.to_owned()),
+            index: index as usize,
+        });
+        indexes.insert(collection.to_owned(), index);
+        index
+    };
+    let mut statement = tx.prepare(
+        "SELECT seq, at, kind, subject, payload, prev_hash, hash FROM events ORDER BY seq",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(row) = rows.next()? {
+        let event = linked(row)?;
+        chain.step(&event);
+        let (kind, subject) = (event.kind, event.subject);
+        let group = if kind.starts_with("collection.") {
+            Some(index_of(subject, &mut groups))
+        } else {
+            if matches!(kind, "week.added" | "week.imported" | "attempt.intent")
+                && let Ok(placing) = serde_json::from_str::<Placing<'_>>(event.payload)
+            {
+                if kind == "attempt.intent" {
+                    if let Some(week) = placing.week_id.and_then(|w| owners.group_of(&w)) {
+                        owners.place(subject, week);
+                    }
+                } else if let Some(collection) = placing.collection_id {
+                    let index = index_of(&collection, &mut groups);
+                    owners.place(subject, index);
+                    if let Some(execution) = placing.execution.and_then(|e| e.id) {
+                        owners.place(&execution, index);
+                    }
+                }
+            }
+            owners.group_of(subject)
+        };
+        spill.push(
+            group.unwrap_or(0) as usize,
+            &Spilled {
+                seq: event.seq,
+                kind,
+                subject,
+                payload: event.payload,
+            },
+        )?;
+    }
+    spill.finish()?;
+    Ok((chain.finish(), groups))
 }
 
 /// The state rows of one group: the collection, its weeks and their
