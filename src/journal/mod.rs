@@ -42,6 +42,8 @@ mod requests;
 mod rerun;
 mod rows;
 mod scheduler;
+#[cfg(test)]
+mod schema_tests;
 mod sql;
 mod unresolved;
 mod views;
