@@ -34,6 +34,9 @@ const SINGLE_TARGET: f64 = 0.8;
 /// The target for `GROUP_SUBMITTERS` (group commit), in bounds.
 const GROUP_TARGET: f64 = 4.0;
 const GROUP_SUBMITTERS: usize = 16;
+/// Weeks whose two commits are counted in WAL frames: few enough that the
+/// WAL (auto-checkpointed at 1,000 frames) only grows while they run.
+const PAGE_WEEKS: usize = 25;
 
 fn main() -> Result<()> {
     if common::skipped_outside_cargo_bench("journal") {
@@ -44,10 +47,17 @@ fn main() -> Result<()> {
         "journal files in {} (the disk under test)",
         work.path().display()
     );
-    let weeks_needed = COMMITS_PER_SAMPLE / 2 * SAMPLES * (SUBMITTERS.len() + 1);
+    let weeks_needed = COMMITS_PER_SAMPLE / 2 * SAMPLES * (SUBMITTERS.len() + 1) + PAGE_WEEKS;
     let (journal, schedule, mut weeks) = planned_journal(work.path(), weeks_needed)?;
     let bare_path = work.path().join("bare.db");
     let bare = bare_connection(&bare_path)?;
+
+    let pages = pages_per_commit(&journal, &schedule, take(&mut weeks, PAGE_WEEKS))?;
+    let bound_pages = bare_pages_per_commit(&bare, &bare_path)?;
+    println!(
+        "WAL pages per commit: intent {:.1}, submitted {:.1}; bound {bound_pages:.1} (mean of {PAGE_WEEKS} weeks)",
+        pages[0], pages[1]
+    );
 
     // One warm-up of each, untimed.
     bare_commits(&bare, 50, 1)?;
@@ -203,6 +213,66 @@ fn real_commits(
             .try_for_each(|h| h.join().expect("submitter threads do not panic"))
     })?;
     Ok(started.elapsed())
+}
+
+/// Frames in a WAL file of this size (`size` 0: truncated, none).
+fn wal_frames(wal: &Path, page_size: u64) -> Result<u64> {
+    let size = std::fs::metadata(wal).map(|m| m.len()).unwrap_or(0);
+    // A 32-byte file header, then frames of a 24-byte header and a page.
+    Ok(size.saturating_sub(32) / (page_size + 24))
+}
+
+/// Empties the WAL of the database at `db` (into the database file) and
+/// returns its page size, so that the frames counted next are all new.
+fn truncate_wal(db: &Path) -> Result<u64> {
+    let connection = Connection::open(db)?;
+    connection.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+    let page_size: i64 = connection.query_row("PRAGMA page_size", [], |row| row.get(0))?;
+    Ok(u64::try_from(page_size)?)
+}
+
+/// Mean WAL frames (pages) an intent and a submitted commit write on the
+/// real path: the WAL's growth across each commit, from an empty WAL that
+/// stays under the auto-checkpoint for all of `weeks`.
+fn pages_per_commit(
+    journal: &Journal,
+    schedule: &Schedule,
+    weeks: Vec<WorkItem>,
+) -> Result<[f64; 2]> {
+    let db = journal.path().to_path_buf();
+    let wal = PathBuf::from(format!("{}-wal", db.display()));
+    let page_size = truncate_wal(&db)?;
+    let mut frames = [0u64; 2];
+    let mut last = wal_frames(&wal, page_size)?;
+    let mut grew = |slot: usize| -> Result<()> {
+        let now = wal_frames(&wal, page_size)?;
+        ensure!(
+            now > last,
+            "the WAL was checkpointed while pages were counted"
+        );
+        frames[slot] += now - last;
+        last = now;
+        Ok(())
+    };
+    let count = weeks.len() as f64;
+    for week in weeks {
+        let request = schedule.request(week.week_start);
+        let mut attempt = journal.record_intent(week.week_id, &request, "bench")?;
+        grew(0)?;
+        let execution = common::created(&attempt, &request);
+        journal.record_submitted(&mut attempt, &execution, false)?;
+        grew(1)?;
+    }
+    Ok(frames.map(|f| f as f64 / count))
+}
+
+/// The same count for the bound's one INSERT per commit.
+fn bare_pages_per_commit(bare: &Connection, path: &Path) -> Result<f64> {
+    let wal = PathBuf::from(format!("{}-wal", path.display()));
+    let page_size = truncate_wal(path)?;
+    let before = wal_frames(&wal, page_size)?;
+    bare_commits(bare, PAGE_WEEKS, 1)?;
+    Ok((wal_frames(&wal, page_size)? - before) as f64 / PAGE_WEEKS as f64)
 }
 
 /// The disk's bound: the journal's pragmas on a plain table.

@@ -43,6 +43,8 @@ mod requests;
 mod rerun;
 mod rows;
 mod scheduler;
+#[cfg(test)]
+mod schema_tests;
 mod sql;
 mod tracked;
 mod unresolved;

@@ -15,7 +15,7 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
 
 use super::group::Writer;
 use super::lock::{Access, OpenLock};
@@ -24,12 +24,12 @@ use crate::files;
 
 /// `PRAGMA application_id` of a chronicle journal ("CHRN"): how a journal is
 /// told apart from any other SQLite file before anything is written to it.
-const APPLICATION_ID: i32 = 0x4348_524E;
+pub(super) const APPLICATION_ID: i32 = 0x4348_524E;
 
 /// Symbolic links followed before a name is given up on (Linux's own limit).
 const MAX_LINKS: usize = 40;
 
-mod embedded {
+pub(super) mod embedded {
     refinery::embed_migrations!("migrations/sqlite");
 }
 
@@ -54,11 +54,13 @@ impl Journal {
         })?;
         let mut connection = Connection::open(&canonical).map_err(sqlite)?;
         // I1: WAL + synchronous=FULL makes every commit durable on return.
+        // Foreign keys wait for the migrations (`enforce_foreign_keys`);
+        // the bundled SQLite turns them on by default.
         connection
             .execute_batch(
                 "PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
-                 PRAGMA foreign_keys = ON;
+                 PRAGMA foreign_keys = OFF;
                  PRAGMA busy_timeout = 10000;",
             )
             .map_err(sqlite)?;
@@ -75,12 +77,17 @@ impl Journal {
                 .execute_batch(&format!("PRAGMA application_id = {APPLICATION_ID};"))
                 .map_err(sqlite)?;
         }
-        embedded::migrations::runner()
+        let report = embedded::migrations::runner()
             .run(&mut connection)
             .map_err(|e| JournalError::Migration {
                 path: path.to_path_buf(),
                 why: e.to_string(),
             })?;
+        let migrated = !report.applied_migrations().is_empty();
+        enforce_foreign_keys(&connection, migrated).map_err(|e| JournalError::Migration {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
         Ok(Journal {
             writer: Arc::new(Writer::new(connection)),
             path: path.to_path_buf(),
@@ -175,6 +182,30 @@ fn existing(path: &Path) -> Result<Option<PathBuf>> {
             what: format!("cannot find it: {e}"),
         }),
     }
+}
+
+/// Foreign keys are off while migrations run, as SQLite's way to remake a
+/// table under its own name needs (V10 remakes `attempts`, which `weeks`
+/// references). After a migration every reference is checked once (not at
+/// every open: that reads the whole history); then they are on for every
+/// later write.
+fn enforce_foreign_keys(connection: &Connection, migrated: bool) -> rusqlite::Result<()> {
+    if migrated {
+        let broken: Option<(String, String)> = connection
+            .query_row("PRAGMA foreign_key_check", [], |row| {
+                Ok((row.get(0)?, row.get(2)?))
+            })
+            .optional()?;
+        if let Some((table, parent)) = broken {
+            return Err(rusqlite::Error::SqliteFailure(
+                rusqlite::ffi::Error::new(rusqlite::ffi::SQLITE_CONSTRAINT_FOREIGNKEY),
+                Some(format!(
+                    "a row of `{table}` references a row of `{parent}` that does not exist"
+                )),
+            ));
+        }
+    }
+    connection.execute_batch("PRAGMA foreign_keys = ON;")
 }
 
 fn application_id(connection: &Connection) -> rusqlite::Result<i32> {

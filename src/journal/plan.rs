@@ -220,14 +220,15 @@ impl Journal {
 
     /// Weeks of a collection that are not completed, oldest first, each with
     /// the attempt an earlier process left unfinished, if any. The statuses
-    /// are named and the (collection_id, status) index is required, so only
-    /// these weeks are read: left to itself SQLite walks the collection's
-    /// whole history in week order to save a sort (BENCHMARKS.md, scale).
+    /// are named as V10's partial index of weeks to do names them, and the
+    /// index is required, so only these weeks are read, already in week
+    /// order: left to itself SQLite may walk the collection's whole history
+    /// (BENCHMARKS.md, scale).
     pub fn work(&self, collection_id: Uuid) -> Result<Vec<WorkItem>> {
         let connection = self.lock();
         let query = format!(
             "SELECT w.id, w.week_start, {OPEN_ATTEMPT_COLUMNS}
-             FROM weeks w INDEXED BY weeks_by_status_rows
+             FROM weeks w INDEXED BY weeks_to_do
              LEFT JOIN attempts a ON a.id = w.attempt_id AND a.state IN ('intent', 'submitted')
              WHERE w.collection_id = ?1 AND w.status IN ('pending', 'running', 'failed')
              ORDER BY w.week_start"

@@ -277,7 +277,7 @@ async fn a_journal_damaged_in_an_index_page_fails_the_audit_with_a_finding_namin
             .unwrap();
         let root = connection
             .query_row(
-                "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND name = 'weeks_by_status_rows'",
+                "SELECT rootpage FROM sqlite_master WHERE type = 'index' AND name = 'weeks_by_start'",
                 [],
                 |row| row.get(0),
             )

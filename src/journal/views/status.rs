@@ -75,10 +75,13 @@ impl Journal {
     pub fn status(&self) -> Result<StatusReport> {
         let connection = self.lock();
         let sqlite = |e| self.sqlite(e);
+        // Live executions from V10's partial index of open attempts, named
+        // because SQLite otherwise walks the collection's every week.
         let mut statement = connection
             .prepare(
                 "SELECT c.id, c.name, c.workflow_id, c.instance_id, c.start_date,
-                    (SELECT count(*) FROM attempts a JOIN weeks w ON w.id = a.week_id
+                    (SELECT count(*) FROM attempts a INDEXED BY attempts_open
+                      JOIN weeks w ON w.id = a.week_id
                       WHERE w.collection_id = c.id AND a.state IN ('intent', 'submitted')),
                     (SELECT coalesce(sum(records), 0) FROM week_totals t
                       WHERE t.collection_id = c.id AND t.status = 'completed')
