@@ -22,7 +22,6 @@ use super::{Warehouse, WarehouseError};
 /// pages of the three tables, the counts and the foreign-key checks are one
 /// snapshot, however long the walk takes and whatever syncs meanwhile.
 pub struct Scan<'a> {
-    client: &'a Client,
     warehouse: &'a Warehouse,
     collections: Vec<Uuid>,
     /// Rows per `FETCH`: what bounds memory on this side.
@@ -83,8 +82,7 @@ impl Warehouse {
         collections: Vec<Uuid>,
         page: usize,
     ) -> Result<Scan<'_>, WarehouseError> {
-        let client = &*self.client;
-        client
+        self.client
             .batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY;
                  SET LOCAL statement_timeout = {}",
@@ -93,7 +91,6 @@ impl Warehouse {
             .await
             .map_err(|e| classify(&e))?;
         let scan = Scan {
-            client,
             warehouse: self,
             collections,
             page: page.max(1),
@@ -107,6 +104,10 @@ impl Warehouse {
 }
 
 impl Scan<'_> {
+    fn client(&self) -> &Client {
+        &self.warehouse.client
+    }
+
     fn select(&self, entity: Entity) -> String {
         let shape = &self.warehouse.shape;
         let (name, table) = match entity {
@@ -147,7 +148,7 @@ impl Scan<'_> {
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
     ) -> Result<Vec<tokio_postgres::Row>, WarehouseError> {
-        self.client
+        self.client()
             .query_typed(sql, params)
             .await
             .map_err(|e| classify(&e))
@@ -267,7 +268,7 @@ impl Scan<'_> {
     /// Ends the snapshot (its cursors with it), so the session can sync
     /// again: `verify --repair` drains on it next.
     pub async fn end(self) -> Result<(), WarehouseError> {
-        self.client
+        self.client()
             .batch_execute("ROLLBACK")
             .await
             .map_err(|e| classify(&e))

@@ -171,6 +171,17 @@ async fn a_deleted_event_is_named_as_the_gap_by_audit() {
     assert!(found.iter().any(|f| f.0 == "state"), "{report:#}");
 }
 
+/// The audit's only finding of check `state`, as `(subject, detail)`.
+fn the_one_state_finding(report: &Value) -> (String, String) {
+    let state: Vec<_> = findings(report)
+        .into_iter()
+        .filter(|f| f.0 == "state")
+        .collect();
+    assert_eq!(state.len(), 1, "{report:#}");
+    let (_, subject, detail) = state.into_iter().next().expect("one finding");
+    (subject, detail)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_state_row_changed_behind_the_logs_back_is_named_by_audit() {
     let app = backfilled(2).await;
@@ -190,11 +201,9 @@ async fn a_state_row_changed_behind_the_logs_back_is_named_by_audit() {
 
     let (code, report) = audit(&app).await;
     assert_eq!(code, Some(1), "{report:#}");
-    let found = findings(&report);
-    let state: Vec<_> = found.iter().filter(|f| f.0 == "state").collect();
-    assert_eq!(state.len(), 1, "{report:#}");
-    assert_eq!(state[0].1, format!("week {week}"));
-    assert!(state[0].2.starts_with("record_count:"), "{state:?}");
+    let (subject, detail) = the_one_state_finding(&report);
+    assert_eq!(subject, format!("week {week}"));
+    assert!(detail.starts_with("record_count:"), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -217,11 +226,9 @@ async fn a_week_moved_to_another_collection_behind_the_logs_back_is_named_by_its
 
     let (code, report) = audit(&app).await;
     assert_eq!(code, Some(1), "{report:#}");
-    let found = findings(&report);
-    let state: Vec<_> = found.iter().filter(|f| f.0 == "state").collect();
-    assert_eq!(state.len(), 1, "{report:#}");
-    assert_eq!(state[0].1, format!("week {week}"));
-    assert!(state[0].2.starts_with("collection_id:"), "{state:?}");
+    let (subject, detail) = the_one_state_finding(&report);
+    assert_eq!(subject, format!("week {week}"));
+    assert!(detail.starts_with("collection_id:"), "{detail}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
